@@ -1,0 +1,1 @@
+"""Biological benchmarks of a map: pure functions over (metadata, features)."""

@@ -1,0 +1,1 @@
+"""Data layer: screen metadata schema, image readers, tiling, scaling, QC, shards, simulator."""

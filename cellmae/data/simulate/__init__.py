@@ -1,0 +1,1 @@
+"""Synthetic perturbation screens with known biology (the embedded default data)."""

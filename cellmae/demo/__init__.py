@@ -1,0 +1,1 @@
+"""`cellmae demo`: the whole pipeline on the bundled synthetic screen."""

@@ -1,0 +1,1 @@
+"""Featurize whole screens with a model, from any block, resumably."""

@@ -1,0 +1,1 @@
+"""Encoders, tokenizers, decoders, masking, losses, classifiers, presets and checkpoints."""

@@ -1,0 +1,1 @@
+"""EFAAR after embedding: filter, align (center-scale, PCA, TVN), aggregate."""

@@ -1,0 +1,1 @@
+"""Lightning training: MAE pretraining and weakly supervised baselines, CPU to many GPUs."""

@@ -1,0 +1,1 @@
+"""Small cross-stage helpers: atomic writes, device and precision choice, seeding."""
