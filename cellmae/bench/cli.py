@@ -1,9 +1,96 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""``cellmae bench``: score a map against known biology. Registered by cellmae/cli.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from cellmae.data.schema import EXPERIMENT
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add ``bench`` to ``app``."""
+    app.command("bench")(bench)
+
+
+def bench(
+    map_dir: Path = typer.Argument(
+        ..., help="A `cellmae map` output folder (aligned.parquet + aggregated.parquet), or a folder of block{NN} "
+        "map folders: then every block is benchmarked into OUT/block{NN} and linear probes across blocks "
+        "write OUT/probes.csv and OUT/best_block.json.", exists=True, file_okay=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (RUN/bench/<model>/<block>, or RUN/bench/<model> for a folder of blocks)."),
+    relationships: list[Path] = typer.Option(
+        None, "--relationships", "-r", help="Relationship CSVs (entity1,entity2) or a folder of them "
+        "(CORUM/HuMAP/Reactome/SIGNOR/StringDB). Repeat for several. Omit to skip recall."),
+    sources: list[str] = typer.Option(None, "--source", help="Only these relationship databases (file stems) from a folder."),
+    groups: Path = typer.Option(
+        None, "--groups", help="Gene -> functional group table (CSV with gene,group columns, e.g. the simulator's "
+        "truth/genes.csv, or a CORUM_clusters.tsv). Default: genes.csv / *_clusters.tsv next to --relationships.",
+        exists=True, dir_okay=False),
+    truth_compounds: Path = typer.Option(
+        None, "--truth-compounds", help="Compound -> target gene table (compound,target_gene) for the compound-gene "
+        "benchmark, e.g. the simulator's truth/compounds.csv.", exists=True, dir_okay=False),
+    embed_dir: Path = typer.Option(
+        None, "--embed-dir", help="Raw embeddings before alignment (RUN/embed/<model>/<block>, or RUN/embed/<model> "
+        "with block folders) for the before/after batch diagnostic.", exists=True, file_okay=False),
+    batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
+    null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
+    consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
+    map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
+    n_negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled non-target genes per compound."),
+    probe_metric: str = typer.Option("mean_f1", "--probe-metric", help="Best-block criterion: mean_f1, mean_accuracy, "
+                                     "perturbation_f1, group_f1, ..."),
+    probes_only: bool = typer.Option(False, "--probes-only", help="Folder of blocks: run only the probes."),
+    force: bool = typer.Option(False, "--force", help="Folder of blocks: redo blocks already benchmarked (default: resume)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw (nulls, negatives, folds)."),
+) -> None:
+    """Benchmark a map: known-relationship recall, replicate consistency, copairs mAP (activity and
+    consistency, FDR-corrected), compound-gene AP/AUC, batch predictability; or, for a folder of
+    blocks, all of that per block plus linear probes that pick the best block.
+
+    Writes recall.csv, consistency.csv, map_copairs.csv, compound_gene.csv (when compounds have known targets), batch.csv and summary.json. See docs/bench.md.
+    """
+    from rich.console import Console
+
+    from cellmae.bench.benchmark import BenchOptions, describe, run_bench
+    from cellmae.bench.inputs import ALIGNED_FILE, find_group_file, read_groups
+    from cellmae.bench.probes import block_dirs, probe_blocks, write_probes
+    from cellmae.bench.summary import SUMMARY_FILE
+
+    console = Console(stderr=True)
+    if consistency_null not in ("other", "controls"):
+        raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
+    rels = list(relationships) if relationships else None
+    opts = BenchOptions(
+        relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
+        truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
+        consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives, seed=seed,
+    )
+    try:
+        if (map_dir / ALIGNED_FILE).is_file():
+            summary = run_bench(map_dir, out, opts)
+            for line in describe(summary):
+                console.print(line)
+            console.print(f"[green]wrote[/green] {out}")
+            return
+        blocks = block_dirs(map_dir)
+        if not probes_only:
+            for d in blocks.values():
+                target = out / d.name
+                if (target / SUMMARY_FILE).is_file() and not force:
+                    console.print(f"{d.name}: already benchmarked in {target} (use --force to redo)")
+                    continue
+                before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
+                console.print(f"[bold]{d.name}[/bold]")
+                summary = run_bench(d, target, BenchOptions(**{**opts.__dict__, "embed_dir": before}))
+                for line in describe(summary):
+                    console.print(f"  {line}")
+        group_path = groups or (find_group_file(rels[0]) if rels else None)
+        table = probe_blocks(map_dir, read_groups(group_path) if group_path else None, progress=True, seed=seed)
+        best = write_probes(table, out, probe_metric)
+        console.print(table.to_string(index=False))
+        console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(code=1) from e

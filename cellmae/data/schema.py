@@ -27,7 +27,9 @@ SITE_KEYS: tuple[str, ...] = (*WELL_KEYS, SITE)
 REQUIRED_COLUMNS: tuple[str, ...] = (EXPERIMENT, PLATE, WELL, PERTURBATION, PERTURBATION_TYPE, IS_CONTROL)
 OPTIONAL_COLUMNS: tuple[str, ...] = (SITE, CONCENTRATION)
 
-PERTURBATION_TYPES: frozenset[str] = frozenset({"CRISPR", "SIRNA", "ORF", "COMPOUND", "CONTROL", "EMPTY"})
+# UNKNOWN: fields read from a layout that carries no perturbation metadata (generic image folders).
+PERTURBATION_TYPES: frozenset[str] = frozenset({"CRISPR", "SIRNA", "ORF", "COMPOUND", "CONTROL", "EMPTY", "UNKNOWN"})
+UNKNOWN = "UNKNOWN"
 
 # Canonical channel names. RxRx's six stains and the five Cell Painting channels overlap on
 # DNA/ER/RNA/AGP(actin, Golgi, plasma membrane)/Mito; RxRx splits AGP into Actin and GolgiPM.

@@ -1,9 +1,90 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""``cellmae embed``: featurize a whole screen with a model (or the handcrafted baseline)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+_MODEL_HELP = (
+    "What to embed with: a cellmae checkpoint dir (model.safetensors + config.json), an OpenPhenom "
+    "file (openphenom:FILE), timm:NAME[@LOCAL_WEIGHTS] (natural-image baseline, never downloads), "
+    "random-init:PRESET or random-init:CHECKPOINT_DIR (untrained baseline), or 'handcrafted'."
+)
+
+
+def embed(
+    screen: Path = typer.Argument(..., help="Screen folder (RxRx layout, Cell Painting, generic; see --layout)."),
+    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder, by convention RUN/embed/<model-name>."),
+    blocks: str = typer.Option(
+        "last", "--blocks", "--block",
+        help="Blocks to embed in one pass: 'last', 'all', 'auto' (best_block.json of `cellmae bench`) or a list like 6,8,12. "
+        "Each block is written as its own feature set OUT/blockNN.",
+    ),
+    tile: str = typer.Option("auto", help="Tile size: each field is cut into a grid of tiles; 'auto' = the model's input size, 'full' = whole fields."),
+    pool: str = typer.Option("mean", help="Token pooling: mean, cls or channel_concat (CA-MAE: one vector per channel, concatenated)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images (tiles) per forward pass."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16, fp16 (CUDA) or fp32."),
+    layout: str = typer.Option("auto", help="Screen layout: auto, rxrx, cellpainting or generic."),
+    channels: str = typer.Option(None, help="Comma-separated screen channels to use, in order (default: all, mapped by name)."),
+    site_level: bool = typer.Option(False, "--site-level", help="Also write one row per site under OUT/sites/blockNN."),
+    anndata: bool = typer.Option(False, "--anndata", help="Also export OUT/anndata/blockNN.h5ad once all plates are done."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete OUT first instead of resuming."),
+    num_workers: int = typer.Option(None, "--num-workers", help="DataLoader workers reading and tiling fields (default: cores - 1, at most 4)."),
+    processes: int = typer.Option(1, "--processes", help="Local processes (one per GPU, or CPU shares); for clusters launch with torchrun/srun instead."),
+    best_block: Path = typer.Option(None, "--best-block", help="best_block.json for --blocks auto (default RUN/bench/<model>/best_block.json)."),
+    seed: int = typer.Option(0, help="Seed of random-init baselines."),
+) -> None:
+    """Featurize every well of SCREEN: tiles -> model block(s) -> pooled -> averaged per site and well.
+
+    Writes OUT/blockNN/plate=<id>/part-0.parquet (Metadata_ columns + float32 feature_ columns, one
+    row per well). Reruns skip finished plates, so a killed run is resumed by running it again. Under
+    torchrun or SLURM each rank takes its share of the plates and writes their parts.
+
+    Example: cellmae embed RUN/screen --model RUN/train/camae --out RUN/embed/camae --blocks 4,8,12
+    """
+    from rich.console import Console
+
+    from cellmae.embed.distributed import launch_local, rank_info
+    from cellmae.embed.pipeline import run_embedding
+
+    options = dict(
+        blocks=blocks, tile=tile if tile in ('auto', 'full') else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
+        layout=layout, channels=channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
+        num_workers=num_workers, best_block_file=best_block, seed=seed,
+    )
+    console = Console(stderr=True)
+    try:
+        if processes > 1:
+            if overwrite:  # clear once here: ranks must not delete each other's fresh parts
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+                options["overwrite"] = False
+            launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
+            from cellmae.embed.writer import MANIFEST_FILE
+
+            console.print(f"[green]done[/] {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
+            return
+        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0, **options)
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(code=2) from None
+    console.print(f"[green]{summary.line()}[/]")
+    if summary.manifest is None:
+        console.print("other ranks are still writing their plates; the manifest appears when all are done")
+
+
+def _embed_rank(screen: str, model: str, out: str, options: dict, *, rank: int, world_size: int, progress: bool) -> None:
+    from cellmae.embed.pipeline import run_embedding
+
+    summary = run_embedding(screen, model, out, rank=rank, world_size=world_size, progress=progress, **options)
+    if rank == 0:
+        print(summary.line())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add ``cellmae embed``."""
+    app.command("embed")(embed)

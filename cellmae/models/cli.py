@@ -1,4 +1,4 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""`cellmae models`: list the model presets with parameter counts and input spec."""
 
 from __future__ import annotations
 
@@ -6,4 +6,42 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add the ``models`` command to ``app``."""
+
+    @app.command("models")
+    def models(
+        family: str = typer.Option(None, "--family", help="Only this family: mae, cnn_mae or wsl."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    ) -> None:
+        """List model presets (for `cellmae train`/`embed`) with parameter counts and the input they take.
+
+        Counts are computed on torch's 'meta' device, so even ViT-G/8 is listed without allocating it.
+        Channel-agnostic (CA-MAE) models take any subset of up to N named channels in any order;
+        fixed-channel models need exactly the listed channels in that order. Images are uint8
+        (B, C, H, W) crops of the listed size; models self-standardize them.
+        """
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from cellmae.models.registry import list_models, model_summary
+
+        names = list_models(family)
+        if not names:
+            raise typer.BadParameter(f"no presets in family {family!r}", param_hint="--family")
+        rows = [model_summary(n) for n in names]
+        if as_json:
+            for r in rows:
+                typer.echo(json.dumps(r))
+            return
+        table = Table(title="cellmae model presets")
+        for col in ("name", "family", "params", "encoder", "input", "patch", "channels", "blocks", "dim"):
+            table.add_column(col, justify="right" if col in ("params", "encoder", "patch", "blocks", "dim") else "left")
+        for r in rows:
+            table.add_row(
+                r["name"], r["family"], f"{r['params'] / 1e6:,.1f}M", f"{r['encoder_params'] / 1e6:,.1f}M",
+                f"uint8 {r['img_size']}x{r['img_size']}", str(r["patch_size"] or "-"), r["channels"],
+                str(r["num_blocks"]), str(r["embed_dim"]),
+            )
+        Console().print(table)

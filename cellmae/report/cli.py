@@ -1,9 +1,36 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""`cellmae report RUN_DIR`: the self-contained HTML report of a run."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add the ``report`` command to ``app``."""
+
+    @app.command("report")
+    def report(
+        run_dir: Path = typer.Argument(..., help="Run directory holding train/, embed/, map/, bench/ (and transfer/)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Output HTML file [default: RUN_DIR/report.html]."),
+        title: str | None = typer.Option(None, "--title", help="Page title [default: the run folder's name]."),
+    ) -> None:
+        """Build one self-contained HTML report (figures embedded, works offline) from a run directory.
+
+        Reads only what the other stages wrote: training curves and reconstructions, well
+        embeddings before/after alignment, recall per database and method, block probes,
+        similarity of the best-recalled complexes, replicate consistency, channel transfer
+        and every number of summary.json. Missing stages are reported, not fatal.
+        """
+        from rich.console import Console
+
+        from cellmae.report.build import build_report
+        from cellmae.report.load import ReportInputError
+
+        try:
+            path = build_report(run_dir, out, title=title)
+        except (FileNotFoundError, ReportInputError) as exc:
+            typer.echo(f"error: {exc}", err=True)  # plain echo: rich would wrap the path
+            raise typer.Exit(2) from exc
+        Console().print(f"report written to [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)")

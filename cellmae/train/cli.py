@@ -1,9 +1,102 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""CLI: ``cellmae train``, ``cellmae scaling-study`` and ``cellmae curate``. Heavy imports stay inside."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+TRAIN_HELP = """Pretrain an MAE / CA-MAE / CNN-MAE or train a weakly supervised classifier.
+
+Configs are YAML presets (see --list-presets) plus KEY=VALUE overrides, e.g.
+
+  cellmae train --config tiny-camae --shards RUN/shards --out RUN/train/tiny-camae optim.lr=1e-3 trainer.max_steps=500
+
+Multi-GPU / multi-node: trainer.strategy=ddp|fsdp trainer.devices=N trainer.num_nodes=M, launched
+directly, under torchrun, or under SLURM srun (docs/train.md). --resume continues from
+OUT/checkpoints/last.ckpt (or starts fresh when there is none yet).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add ``train``, ``scaling-study`` and ``curate`` to ``app``."""
+
+    @app.command("train", help=TRAIN_HELP)
+    def train(
+        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...",
+                                              help="Config overrides, e.g. optim.lr=3e-4 trainer.max_steps=1000."),
+        config: str = typer.Option("tiny-camae", "--config", "-c", help="Preset name or YAML file."),
+        shards: Path = typer.Option(None, "--shards", "-s",
+                                    help="Shard folder (cellmae shards) or a screen folder (sharded into OUT/shards)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Run folder, conventionally RUN/train/<model>."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt if present."),
+        print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+        list_presets: bool = typer.Option(False, "--list-presets", help="List bundled presets and exit."),
+        list_keys: bool = typer.Option(False, "--list-keys", help="List every config key with default and help."),
+    ) -> None:
+        from cellmae.train.config import ConfigError, config_to_yaml, describe_keys, load_config
+        from cellmae.train.config import list_presets as presets
+
+        if list_presets:
+            for p in presets():
+                typer.echo(p)
+            return
+        if list_keys:
+            for key, tp, default, text in describe_keys():
+                typer.echo(f"{key:34s} {tp:14s} {default!r:22s} {text}")
+            return
+        try:
+            cfg = load_config(config, overrides or [])
+        except ConfigError as e:
+            raise typer.BadParameter(str(e)) from None
+        if print_config:
+            typer.echo(config_to_yaml(cfg))
+            return
+        if shards is None or out is None:
+            raise typer.BadParameter("--shards and --out are required to train")
+        from cellmae.train.module_base import NonFiniteLossError
+        from cellmae.train.run import run_training
+
+        try:
+            run_training(cfg, shards, out, resume=resume)
+        except ConfigError as e:
+            raise typer.BadParameter(str(e)) from None
+        except (NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
+            typer.secho(f"error: {e}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"trained model written to {out}")
+
+    @app.command("scaling-study")
+    def scaling_study(
+        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Overrides for every job."),
+        config: str = typer.Option("tiny-camae", "--config", "-c", help="Base preset or YAML file."),
+        shards: Path = typer.Option(..., "--shards", "-s", help="Shard folder (or screen folder) to train on."),
+        out: Path = typer.Option(..., "--out", "-o", help="Study folder: one run per grid cell + scaling.csv/png."),
+        models: str = typer.Option(..., "--models", help="Comma-separated model presets (the model-size axis)."),
+        fractions: str = typer.Option("1.0", "--fractions", help="Comma-separated data fractions (0, 1]."),
+        bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
+        resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished jobs, resume killed ones."),
+    ) -> None:
+        """Train a grid of model sizes x data sizes (one subprocess per job) and plot loss vs compute."""
+        from cellmae.train.scaling import run_scaling_study
+
+        table = run_scaling_study(config, shards, out, models=[m.strip() for m in models.split(",") if m.strip()],
+                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides or [],
+                                  bench_dir=bench, resume=resume)
+        typer.echo(table.to_string(index=False))
+        typer.echo(f"wrote {out / 'scaling.csv'} and {out / 'scaling.png'}")
+
+    @app.command("curate")
+    def curate(
+        embeddings: Path = typer.Argument(..., help="Well-level embeddings (Parquet file or folder)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for kept_wells.csv, consistency.csv, report."),
+        alpha: float = typer.Option(0.05, help="Significance level (Benjamini-Hochberg FDR over perturbations)."),
+        control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),
+        n_null: int = typer.Option(1000, help="Random well sets in the null distribution."),
+        seed: int = typer.Option(0, help="Seed for the null and the control subsample."),
+    ) -> None:
+        """Keep wells of perturbations with a significant phenotype (replicate consistency) plus capped controls."""
+        from cellmae.train.curation import curate_wells
+
+        result = curate_wells(embeddings, out, alpha=alpha, control_share=control_share, n_null=n_null, seed=seed)
+        typer.echo(result.summary_text())

@@ -1,9 +1,65 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""``cellmae simulate``: write a synthetic screen with known biology (and optionally a preview)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add the ``simulate`` command to ``app``."""
+
+    @app.command("simulate")
+    def simulate(
+        out: Path = typer.Argument(Path("screen"), help="Output folder (RxRx layout + truth/)."),
+        preset: str = typer.Option(
+            "demo", "--preset", "-p",
+            help="tiny | demo | large | cellpainting-tiny | cellpainting-demo | cellpainting-large.",
+        ),
+        seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same bytes."),
+        overrides: list[str] = typer.Option(
+            [], "--set", "-o",
+            help="Override a preset parameter, key=value (repeatable), e.g. --set n_genes=50 "
+            "--set channels=DNA,ER,RNA,AGP,Mito. See docs/simulate.md for all keys.",
+        ),
+        workers: int = typer.Option(0, "--workers", "-j", help="Render processes (0: the preset's default)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds a different screen."),
+        preview: bool = typer.Option(False, "--preview", help="Also write OUT/preview.png (controls vs hits vs batches)."),
+        list_presets: bool = typer.Option(False, "--list-presets", help="Print the presets and their parameters, then exit."),
+    ) -> None:
+        """Simulate a perturbation screen (real gene symbols, groups from HuMAP/Reactome, compounds,
+        batch effects) in the RxRx layout with its ground truth, ready for `cellmae shards`."""
+        import time
+
+        from rich.console import Console
+
+        from cellmae.data.simulate.presets import PRESETS, parse_override, resolve_spec
+
+        console = Console(stderr=True)
+        if list_presets:
+            for name in PRESETS:
+                spec = resolve_spec(name)
+                console.print(f"[bold]{name}[/]: {spec}")
+            raise typer.Exit()
+        try:
+            kwargs = dict(parse_override(o) for o in overrides)
+            if workers:
+                kwargs["workers"] = workers
+            resolve_spec(preset, **kwargs)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+
+        from cellmae.data.simulate.preview import write_preview
+        from cellmae.data.simulate.writer import simulate_screen
+
+        t0 = time.perf_counter()
+        try:
+            root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=True, **kwargs)
+        except (FileExistsError, ValueError) as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(code=1) from err
+        console.print(f"wrote {root} (preset {preset}, seed {seed}) in {time.perf_counter() - t0:.1f} s")
+        if preview:
+            png = write_preview(root, root / "preview.png")
+            console.print(f"preview: {png}")

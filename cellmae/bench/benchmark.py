@@ -1,0 +1,177 @@
+"""Run every benchmark on one map folder and write the tidy tables plus ``summary.json``.
+
+``run_bench`` is what ``cellmae bench`` calls; each benchmark also stands alone in its module
+(pure functions over metadata and features). A benchmark that cannot run on this map (no
+compounds, no functional groups, one batch, ...) is recorded under ``summary["skipped"]`` with
+the reason, instead of failing the whole run. Everything is written into a temporary folder and
+renamed into place, so a bench folder is complete or absent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cellmae.bench.batch_effects import BATCH_COLUMNS, batch_summary, batch_table
+from cellmae.bench.compound_gene import compound_gene_benchmark, compound_gene_summary
+from cellmae.bench.consistency import consistency_summary, replicate_consistency
+from cellmae.bench.copairs_map import MAP_COLUMNS, activity_map, consistency_map, map_summary
+from cellmae.bench.inputs import (
+    Profiles,
+    find_group_file,
+    is_compound,
+    read_compound_targets,
+    read_groups,
+    read_map_dir,
+    read_profiles,
+)
+from cellmae.bench.summary import SCHEMA_VERSION, recall_summary, write_summary
+from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION
+from cellmae.utils.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("recall.csv", "consistency.csv", "map_copairs.csv", "compound_gene.csv", "batch.csv", "summary.json")
+
+
+@dataclass
+class BenchOptions:
+    """Knobs of ``cellmae bench`` (defaults are what the CLI uses)."""
+
+    relationships: Sequence[str | Path] | str | Path | None = None
+    relationship_names: Sequence[str] | None = None
+    groups: str | Path | None = None
+    truth_compounds: str | Path | None = None
+    embed_dir: str | Path | None = None
+    batch_column: str = EXPERIMENT
+    thresholds: tuple[tuple[float, float], ...] = ((0.05, 0.95), (0.1, 0.9))
+    n_null: int = 2000
+    consistency_null: str = "other"
+    map_null_size: int = 10000
+    n_negatives: int = 100
+    seed: int = 0
+
+
+def gene_profiles(aggregated: Profiles) -> Profiles:
+    """Aggregated rows of non-compound, non-control perturbations (what relationship databases name)."""
+    keep = ~is_compound(aggregated.meta) & ~aggregated.meta[IS_CONTROL].to_numpy(bool)
+    return aggregated.subset(keep)
+
+
+def _recall(aggregated: Profiles, opts: BenchOptions) -> pd.DataFrame:
+    from cellmae.bench.recall import known_relationship_recall
+    from cellmae.bench.relationships import load_relationships
+
+    rels = load_relationships(opts.relationships, names=opts.relationship_names)
+    genes = gene_profiles(aggregated)
+    return known_relationship_recall(genes.features, genes.meta[PERTURBATION].tolist(), rels, opts.thresholds)
+
+
+def _groups(opts: BenchOptions) -> pd.DataFrame | None:
+    path = opts.groups
+    if path is None and opts.relationships is not None:
+        first = opts.relationships if isinstance(opts.relationships, (str, Path)) else next(iter(opts.relationships), None)
+        path = find_group_file(first)
+    return read_groups(path) if path is not None else None
+
+
+def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | None = None) -> dict:
+    """Benchmark the map in ``map_dir`` into ``out_dir``; return the summary dict written."""
+    opts = opts or BenchOptions()
+    map_dir, out_dir = Path(map_dir), Path(out_dir)
+    aligned, aggregated = read_map_dir(map_dir)
+    skipped: dict[str, str] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    summary: dict = {
+        "schema": SCHEMA_VERSION,
+        "map_dir": str(map_dir),
+        "n_wells": len(aligned),
+        "n_perturbations": int((~aggregated.meta[IS_CONTROL].to_numpy(bool)).sum()),
+    }
+
+    if opts.relationships is None:
+        skipped["recall"] = "no --relationships given"
+        tables["recall.csv"] = pd.DataFrame(columns=["null_distribution_size", "query_distribution_size", "source"])
+        summary["recall"] = None
+    else:
+        tables["recall.csv"] = _recall(aggregated, opts)
+        summary["recall"] = recall_summary(tables["recall.csv"])
+
+    cons = replicate_consistency(aligned, n_null=opts.n_null, null_from=opts.consistency_null, seed=opts.seed)
+    tables["consistency.csv"] = cons
+    summary["consistency"] = consistency_summary(cons)
+
+    maps = []
+    try:
+        maps.append(activity_map(aligned, null_size=opts.map_null_size, seed=opts.seed))
+    except ValueError as e:
+        skipped["map_activity"] = str(e)
+    groups = _groups(opts)
+    if groups is None:
+        skipped["map_consistency"] = "no functional groups (--groups, or genes.csv / *_clusters.tsv next to the relationships)"
+    else:
+        try:
+            maps.append(consistency_map(gene_profiles(aggregated), groups, null_size=opts.map_null_size, seed=opts.seed))
+        except ValueError as e:
+            skipped["map_consistency"] = str(e)
+    tables["map_copairs.csv"] = pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(columns=MAP_COLUMNS)
+    summary["map"] = map_summary(tables["map_copairs.csv"])
+
+    summary["compound_gene"] = None
+    if not is_compound(aggregated.meta).any():
+        skipped["compound_gene"] = "no compound profiles in the map"
+    elif opts.truth_compounds is None:
+        skipped["compound_gene"] = "compounds present but no --truth-compounds target table given"
+    else:
+        try:
+            cg = compound_gene_benchmark(aggregated, read_compound_targets(opts.truth_compounds),
+                                         n_negatives=opts.n_negatives, seed=opts.seed)
+            tables["compound_gene.csv"] = cg
+            summary["compound_gene"] = compound_gene_summary(cg)
+        except ValueError as e:
+            skipped["compound_gene"] = str(e)
+
+    before = read_profiles(opts.embed_dir) if opts.embed_dir is not None else None
+    if before is None:
+        skipped["batch_before"] = "no --embed-dir given (raw embeddings before alignment)"
+    if opts.batch_column not in aligned.meta.columns:
+        skipped["batch"] = f"no {opts.batch_column} column in the aligned table"
+        tables["batch.csv"] = pd.DataFrame(columns=BATCH_COLUMNS)
+    else:
+        tables["batch.csv"] = batch_table(aligned, before, batch_column=opts.batch_column, seed=opts.seed)
+    summary["batch"] = batch_summary(tables["batch.csv"])
+    summary["skipped"] = skipped
+
+    with atomic_dir(out_dir) as tmp:
+        for name, table in tables.items():
+            table.to_csv(tmp / name, index=False)
+        write_summary(summary, tmp)
+    return summary
+
+
+def describe(summary: dict) -> list[str]:
+    """Human-readable headline lines for the terminal."""
+    lines = []
+    for src, r in (summary.get("recall") or {}).items():
+        vals = ", ".join(f"{k[7:]}={v:.3f}" for k, v in r.items() if k.startswith("recall_") and v is not None)
+        lines.append(f"recall {src}: {vals} ({r['n_pairs']} pairs)")
+    c = summary["consistency"]
+    if c["n_perturbations"]:
+        lines.append(f"replicate consistency: {c['fraction_p_le_0.05']:.1%} of {c['n_perturbations']} perturbations at p<=0.05")
+    for kind, m in summary["map"].items():
+        if m["n"]:
+            lines.append(f"mAP {kind}: {m['fraction_significant']:.1%} of {m['n']} significant (FDR<0.05), mean mAP {m['mean_map']:.3f}")
+    cg = summary.get("compound_gene")
+    if cg and cg["n_compounds"]:
+        lines.append(f"compound-gene: AP {cg['mean_ap']:.3f} (random {cg['random_mean_ap']:.3f}), "
+                     f"AUC {cg['mean_auc']:.3f} (random {cg['random_mean_auc']:.3f}) over {cg['n_compounds']} compounds")
+    for stage, b in (summary.get("batch") or {}).items():
+        if b and b["accuracy"] is not None:
+            lines.append(f"batch predictability {stage} alignment: {b['accuracy']:.3f} (chance {b['chance']:.3f})")
+    for k, why in summary.get("skipped", {}).items():
+        lines.append(f"skipped {k}: {why}")
+    return lines

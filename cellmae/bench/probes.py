@@ -1,0 +1,208 @@
+"""Linear probes per block (ViTally Consistent): which encoder block carries the most biology?
+
+For each extracted block's aligned well embeddings, a standardised multinomial logistic
+regression (scikit-learn) is cross-validated on two tasks:
+
+* ``perturbation``: predict the perturbation of held-out replicate wells (stratified folds over
+  wells; every class keeps replicates in training);
+* ``group``: predict the functional group (complex) of wells of held-out *genes* (folds grouped
+  by perturbation, so a gene is never in train and test and the probe must generalise over a
+  group's members).
+
+Accuracy and macro-F1 come from the pooled out-of-fold predictions. The best block by a chosen
+metric goes to ``best_block.json``; ``cellmae embed --block auto`` reads it via
+:func:`read_best_block`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
+from cellmae.data.schema import IS_CONTROL, PERTURBATION
+from cellmae.utils.atomic import atomic_path, write_text_atomic
+
+TASKS = ("perturbation", "group")
+PROBES_FILE = "probes.csv"
+BEST_BLOCK_FILE = "best_block.json"
+_BLOCK_RE = re.compile(r"^block(\d+)$")
+
+
+def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
+    """``{block number: dir}`` for the ``block{NN}`` subfolders that hold an aligned.parquet."""
+    root = Path(map_model_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    found = {}
+    for d in sorted(root.iterdir()):
+        m = _BLOCK_RE.match(d.name)
+        if m and (d / ALIGNED_FILE).is_file():
+            found[int(m.group(1))] = d
+    if not found:
+        raise FileNotFoundError(f"{root}: no block{{NN}}/{ALIGNED_FILE} subfolders (expected `cellmae map` outputs per block)")
+    return found
+
+
+def _classifier(seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0, random_state=seed))
+
+
+def _scores(x: np.ndarray, y: np.ndarray, cv, groups: np.ndarray | None, seed: int) -> dict:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import cross_val_predict
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # Few replicates per class is the normal case for perturbation probes, not a regression target.
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+        pred = cross_val_predict(_classifier(seed), x, y, cv=cv, groups=groups)
+    counts = pd.Series(y).value_counts()
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "f1": float(f1_score(y, pred, average="macro")),
+        "chance": float(counts.max() / counts.sum()),
+        "n_samples": int(len(y)),
+        "n_classes": int(len(counts)),
+    }
+
+
+def _cap_classes(labels: pd.Series, max_classes: int | None, rng: np.random.Generator) -> np.ndarray:
+    classes = np.sort(labels.unique())
+    if max_classes is not None and len(classes) > max_classes:
+        classes = np.sort(rng.choice(classes, max_classes, replace=False))
+    return labels.isin(classes).to_numpy()
+
+
+def perturbation_probe(profiles: Profiles, *, n_splits: int = 4, max_classes: int | None = 500, seed: int = 0) -> dict | None:
+    """Cross-validated perturbation-identity probe on non-control wells; None when < 2 usable classes."""
+    from sklearn.model_selection import StratifiedKFold
+
+    treat = ~profiles.meta[IS_CONTROL].to_numpy(bool)
+    labels = perturbation_keys(profiles.meta)[treat].reset_index(drop=True)
+    x = profiles.features[treat]
+    counts = labels.map(labels.value_counts())
+    keep = (counts >= 2).to_numpy() & _cap_classes(labels, max_classes, np.random.default_rng(seed))
+    y = labels[keep].to_numpy()
+    if len(np.unique(y)) < 2:
+        return None
+    k = int(min(n_splits, pd.Series(y).value_counts().min()))
+    return _scores(x[keep], y, StratifiedKFold(k, shuffle=True, random_state=seed), None, seed)
+
+
+def group_probe(profiles: Profiles, groups: pd.DataFrame, *, n_splits: int = 4, max_classes: int | None = 500,
+                seed: int = 0) -> dict | None:
+    """Functional-group probe over wells of genes held out whole; None when < 2 usable groups.
+
+    Genes in several groups are left out (a single-label probe cannot score them fairly); groups
+    need >= 2 member genes in the map.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    meta = profiles.meta
+    treat = ~meta[IS_CONTROL].to_numpy(bool)
+    names = meta[PERTURBATION].astype(str)
+    n_groups = groups.groupby("gene")["group"].nunique()
+    single = groups[groups["gene"].isin(n_groups[n_groups == 1].index)].drop_duplicates("gene")
+    gene_to_group = single.set_index("gene")["group"]
+    label = names.map(gene_to_group)
+    ok = treat & label.notna().to_numpy()
+    genes_per_group = pd.DataFrame({"g": names[ok], "k": label[ok]}).drop_duplicates().groupby("k").size()
+    usable = np.sort(genes_per_group[genes_per_group >= 2].index.to_numpy())
+    if max_classes is not None and len(usable) > max_classes:
+        usable = np.sort(np.random.default_rng(seed).choice(usable, max_classes, replace=False))
+    ok &= label.isin(usable).to_numpy()
+    y = label[ok].to_numpy()
+    if len(np.unique(y)) < 2:
+        return None
+    k = int(min(n_splits, genes_per_group[usable].min()))
+    return _scores(profiles.features[ok], y, StratifiedGroupKFold(k, shuffle=True, random_state=seed),
+                   names[ok].to_numpy(), seed)
+
+
+def probe_block(profiles: Profiles, groups: pd.DataFrame | None = None, **kwargs) -> list[dict]:
+    """Rows ``{task, accuracy, f1, chance, n_samples, n_classes}`` for the tasks that can run."""
+    rows = []
+    res = perturbation_probe(profiles, **kwargs)
+    if res is not None:
+        rows.append({"task": "perturbation", **res})
+    if groups is not None:
+        res = group_probe(profiles, groups, **kwargs)
+        if res is not None:
+            rows.append({"task": "group", **res})
+    return rows
+
+
+def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, *, progress: bool = False,
+                 **kwargs) -> pd.DataFrame:
+    """Probe every ``block{NN}`` of a map folder; one row per (block, task)."""
+    dirs = block_dirs(map_model_dir)
+    rows = []
+    if progress:
+        from rich.progress import track
+
+        items = track(list(dirs.items()), description="probing blocks")
+    else:
+        items = dirs.items()
+    for block, d in items:
+        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, **kwargs):
+            rows.append({"block": block, **r})
+    cols = ["block", "task", "accuracy", "f1", "chance", "n_samples", "n_classes"]
+    table = pd.DataFrame(rows, columns=cols)
+    if table.empty:
+        raise ValueError(f"{map_model_dir}: no probe could run (need >= 2 perturbations with >= 2 replicate wells)")
+    return table
+
+
+def best_block(table: pd.DataFrame, metric: str = "mean_f1") -> dict:
+    """The block maximising ``metric``: ``mean_f1``/``mean_accuracy`` (over tasks) or ``<task>_<f1|accuracy>``.
+
+    Ties go to the earlier block (cheaper to extract). Returns ``{"block", "metric", "value", "values"}``.
+    """
+    agg, _, score = metric.partition("_")
+    if score not in ("f1", "accuracy") or agg not in ("mean", *TASKS):
+        raise ValueError(f"metric must be mean_f1, mean_accuracy or <{'|'.join(TASKS)}>_<f1|accuracy>, got {metric!r}")
+    t = table if agg == "mean" else table[table["task"] == agg]
+    if t.empty:
+        raise ValueError(f"no probe rows for metric {metric!r} (tasks present: {sorted(table['task'].unique())})")
+    per_block = t.groupby("block")[score].mean().sort_index()
+    block = int(per_block.idxmax())
+    return {"block": block, "metric": metric, "value": float(per_block[block]),
+            "values": {str(int(b)): float(v) for b, v in per_block.items()}}
+
+
+def write_probes(table: pd.DataFrame, out_dir: str | Path, metric: str = "mean_f1") -> dict:
+    """Write ``probes.csv`` and ``best_block.json`` atomically into ``out_dir``; return the best-block record."""
+    out_dir = Path(out_dir)
+    best = best_block(table, metric)
+    with atomic_path(out_dir / PROBES_FILE) as tmp:
+        table.to_csv(tmp, index=False)
+    write_text_atomic(out_dir / BEST_BLOCK_FILE, json.dumps(best, indent=2) + "\n")
+    return best
+
+
+def read_best_block(path: str | Path) -> int:
+    """The block number recorded in ``best_block.json`` (or in the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_BLOCK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run `cellmae bench` on a map folder with block subfolders first)")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    block = record.get("block") if isinstance(record, dict) else None
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"{path}: 'block' must be a positive integer, got {block!r}")
+    return block

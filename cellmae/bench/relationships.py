@@ -1,0 +1,115 @@
+"""Known gene-gene relationship databases (CORUM, HuMAP, Reactome, SIGNOR, StringDB, ...).
+
+Files are CSV with header ``entity1,entity2`` (DESIGN.md, "Data contracts"). They are read the
+way EFAAR_benchmarking reads them (``pandas.read_csv`` defaults, then ``str()`` of every value),
+so that pair counts agree exactly with the public reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_SOURCES: tuple[str, ...] = ("CORUM", "HuMAP", "Reactome", "SIGNOR", "StringDB")
+_SUFFIXES: tuple[str, ...] = (".txt", ".csv")
+
+
+def _read_relationship_file(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types (ParserError, UnicodeDecodeError, ...)
+        raise ValueError(f"{path}: cannot read as CSV: {exc}") from exc
+    missing = [c for c in ("entity1", "entity2") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected header 'entity1,entity2', got {list(df.columns)}")
+    out = df[["entity1", "entity2"]].copy()
+    # str() of each value, exactly as the reference's sorted([e1, e2]) sees them after read_csv.
+    out["entity1"] = [str(v) for v in out["entity1"].to_numpy()]
+    out["entity2"] = [str(v) for v in out["entity2"].to_numpy()]
+    return out
+
+
+def _files_in_directory(directory: Path, names: Sequence[str] | None) -> dict[str, Path]:
+    if names is None:
+        candidates = sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        found: dict[str, Path] = {}
+        for p in candidates:  # .txt wins over .csv of the same stem (sorted order puts .csv first)
+            if p.stem not in found or p.suffix == ".txt":
+                found[p.stem] = p
+        known = [n for n in DEFAULT_SOURCES if n in found]
+        # Only files that look like relationship tables: the default five if present, else every CSV/TXT.
+        chosen = known or sorted(found)
+        if not chosen:
+            raise FileNotFoundError(f"{directory}: no relationship files (*.txt / *.csv with header entity1,entity2)")
+        return {n: found[n] for n in chosen}
+    out = {}
+    for name in names:
+        for suffix in _SUFFIXES:
+            p = directory / f"{name}{suffix}"
+            if p.is_file():
+                out[name] = p
+                break
+        else:
+            raise FileNotFoundError(f"{directory}: no relationship file {name}.txt or {name}.csv")
+    return out
+
+
+def load_relationships(
+    source: str | Path | Sequence[str | Path], names: Sequence[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Read relationship tables; return ``{name: DataFrame(entity1, entity2)}`` (raw, not normalised).
+
+    ``source`` is a directory holding ``{CORUM,HuMAP,Reactome,SIGNOR,StringDB}.txt`` (or ``.csv``;
+    ``names`` picks which, default: those five when present, else every ``*.txt``/``*.csv``), one
+    CSV path, or a sequence of CSV paths. A file's name is its stem. Values are ``str()`` of what
+    ``pandas.read_csv`` parsed, as in EFAAR_benchmarking.
+    """
+    paths: dict[str, Path]
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        paths = _files_in_directory(Path(source), names)
+    else:
+        items: Iterable[str | Path] = [source] if isinstance(source, (str, Path)) else source
+        paths = {}
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                paths.update(_files_in_directory(p, names))
+                continue
+            if not p.is_file():
+                raise FileNotFoundError(f"relationship file not found: {p}")
+            if p.stem in paths:
+                raise ValueError(f"two relationship files share the name {p.stem!r}: {paths[p.stem]} and {p}")
+            paths[p.stem] = p
+        if names is not None:
+            missing = [n for n in names if n not in paths]
+            if missing:
+                raise ValueError(f"relationship source(s) {missing} not among the given files {sorted(paths)}")
+            paths = {n: paths[n] for n in names}
+    if not paths:
+        raise ValueError(f"no relationship files given in {source!r}")
+    return {name: _read_relationship_file(p) for name, p in paths.items()}
+
+
+def normalize_pairs(df: pd.DataFrame, universe: Iterable[str] | None = None) -> pd.DataFrame:
+    """Known pairs normalised as the reference does: each pair sorted (entity1 < entity2),
+    self pairs dropped, duplicates dropped, and (when ``universe`` is given) both members in it.
+
+    Returns a fresh DataFrame with columns ``entity1, entity2`` and a 0..n-1 index, in first-seen order.
+    """
+    missing = [c for c in ("entity1", "entity2") if c not in df.columns]
+    if missing:
+        raise ValueError(f"relationship table lacks column(s) {missing}; has {list(df.columns)}")
+    a = np.array([str(v) for v in df["entity1"].to_numpy()], dtype=object)
+    b = np.array([str(v) for v in df["entity2"].to_numpy()], dtype=object)
+    swap = a > b
+    lo = np.where(swap, b, a)
+    hi = np.where(swap, a, b)
+    out = pd.DataFrame({"entity1": lo, "entity2": hi})
+    out = out[out["entity1"] != out["entity2"]].drop_duplicates()
+    if universe is not None:
+        uni = set(map(str, universe))
+        out = out[out["entity1"].isin(uni) & out["entity2"].isin(uni)]
+    return out.reset_index(drop=True)

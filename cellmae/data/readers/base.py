@@ -1,0 +1,159 @@
+"""What every reader returns: a :class:`Screen` (metadata + channel-named uint8 field stacks).
+
+A reader only has to say, for field i, which file(s) hold it and how to turn them into a raw
+(C, H, W) array; the base class validates the metadata once, converts to uint8 and checks the
+shapes, so every layout fails the same way: with an error that names the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellmae.data import schema as S
+from cellmae.data.scaling import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, to_uint8
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", *TIFF_SUFFIXES)
+
+
+class ReadError(ValueError):
+    """An image or metadata file cannot be used; the message starts with the file's path."""
+
+
+def read_plane(path: Path) -> np.ndarray:
+    """Decode one image file into an array (2-D for a single plane), naming the file on failure."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()  # force a full decode here so truncation is caught with the file's name
+                arr = np.asarray(im)
+    except ReadError:
+        raise
+    except Exception as e:  # decoders raise many types (OSError, ValueError, SyntaxError, ...)
+        raise ReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+    if arr.size == 0:
+        raise ReadError(f"{path}: empty image")
+    return arr
+
+
+def stack_planes(planes: Sequence[np.ndarray], paths: Sequence[Path]) -> np.ndarray:
+    """Stack single-channel planes into (C, H, W); a plane of another size or rank names its file."""
+    first = planes[0]
+    for plane, path in zip(planes, paths, strict=True):
+        if plane.ndim != 2:
+            raise ReadError(f"{path}: expected a single-channel 2-D image, got shape {plane.shape}")
+        if plane.shape != first.shape:
+            raise ReadError(
+                f"{path}: image size {plane.shape} differs from {first.shape} of {paths[0]} (same field)"
+            )
+    return np.stack(planes, axis=0)
+
+
+class Screen:
+    """A screen: one metadata row per field (site) and a channel-named image stack per field.
+
+    Subclasses set ``_files`` (one tuple of paths per field) and implement :meth:`_read_raw`.
+    ``low_pct``/``high_pct`` drive the per-channel percentile scaling of non-uint8 images
+    (:func:`cellmae.data.scaling.to_uint8`); ``rescale_uint8`` applies it to 8-bit images too.
+    """
+
+    layout = "base"
+
+    def __init__(
+        self,
+        metadata: pd.DataFrame,
+        channels: Sequence[str],
+        files: Sequence[Sequence[Path]],
+        *,
+        source: str | Path,
+        low_pct: float = DEFAULT_LOW_PCT,
+        high_pct: float = DEFAULT_HIGH_PCT,
+        rescale_uint8: bool = False,
+    ) -> None:
+        self.source = Path(source)
+        self.channels: tuple[str, ...] = S.validate_channels(channels, source=str(source))
+        self.metadata: pd.DataFrame = S.validate_metadata(metadata.reset_index(drop=True), source=source)
+        self._files: list[tuple[Path, ...]] = [tuple(Path(p) for p in f) for f in files]
+        if len(self._files) != len(self.metadata):
+            raise ValueError(f"{source}: {len(self._files)} fields but {len(self.metadata)} metadata rows")
+        if not self._files:
+            raise ReadError(f"{source}: the screen has no fields")
+        self.low_pct, self.high_pct, self.rescale_uint8 = low_pct, high_pct, rescale_uint8
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.source)!r}, fields={len(self)}, channels={self.channels})"
+
+    def path(self, i: int) -> tuple[Path, ...]:
+        """The file(s) behind field ``i``."""
+        return self._files[i]
+
+    def missing_files(self) -> list[tuple[int, Path]]:
+        """(field index, path) of every file the metadata names but the disk lacks."""
+        return [(i, p) for i, files in enumerate(self._files) for p in files if not p.exists()]
+
+    def check_files(self) -> None:
+        """Fail fast, before a long job, when a metadata row has no image: names the file and row."""
+        missing = self.missing_files()
+        if missing:
+            i, p = missing[0]
+            raise ReadError(
+                f"{p}: file not found (metadata row {i + 1} of {self.source}; {len(missing)} missing file(s) in all)"
+            )
+
+    def read_raw(self, i: int) -> np.ndarray:
+        """Field ``i`` as stored (any dtype), (C, H, W) in :attr:`channels` order."""
+        return self._read_raw(i)
+
+    def _read_raw(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_field(self, i: int) -> np.ndarray:
+        """Field ``i`` as uint8 (C, H, W), channels in :attr:`channels` order."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"field {i} out of range for a screen of {len(self)} fields")
+        raw = self._read_raw(i)
+        where = ", ".join(map(str, self.path(i)))
+        if raw.ndim != 3 or raw.shape[0] != len(self.channels):
+            raise ReadError(
+                f"{where}: expected {len(self.channels)} channels {self.channels}, got an array of shape {raw.shape}"
+            )
+        try:
+            return np.ascontiguousarray(
+                to_uint8(raw, self.low_pct, self.high_pct, rescale_uint8=self.rescale_uint8)
+            )
+        except ValueError as e:
+            raise ReadError(f"{where}: {e}") from e
+
+    def summary(self) -> dict:
+        """Counts a user checks first: fields, wells, plates, perturbations, channels, image size."""
+        m = self.metadata
+        first = self.read_field(0)
+        return {
+            "layout": self.layout,
+            "source": str(self.source),
+            "fields": len(self),
+            "channels": list(self.channels),
+            "field_shape": list(first.shape[1:]),
+            "experiments": int(m[S.EXPERIMENT].nunique()),
+            "plates": int(m[[S.EXPERIMENT, S.PLATE]].drop_duplicates().shape[0]),
+            "wells": int(m[list(S.WELL_KEYS)].drop_duplicates().shape[0]),
+            "perturbations": int(m[S.PERTURBATION].nunique()),
+            "control_fields": int(m[S.IS_CONTROL].sum()),
+            "perturbation_types": {k: int(v) for k, v in m[S.PERTURBATION_TYPE].value_counts().items()},
+        }

@@ -1,0 +1,330 @@
+"""Public entry points: ``embed_screen`` (a model) and ``embed_handcrafted`` (the classical baseline)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cellmae.data.schema import EXPERIMENT, PLATE, SITE_KEYS
+from cellmae.embed.aggregate import site_metadata, wells_from_sites
+from cellmae.embed.channels import find_dna_channel, parse_channel_list, plan_channels
+from cellmae.embed.distributed import device_for_rank, plates_for_rank, rank_info
+from cellmae.embed.featurize import (
+    HandcraftedPrep,
+    ModelFeatures,
+    TilePrep,
+    featurize_sites,
+    precomputed_features,
+)
+from cellmae.embed.progress import WellProgress
+from cellmae.embed.sources import HANDCRAFTED, resolve_source
+from cellmae.embed.writer import EmbeddingStore, block_name, plate_id
+
+log = logging.getLogger(__name__)
+HANDCRAFTED_BLOCK = 0  # handcrafted features have no blocks; they live in block00
+FEATURE_NAMES_FILE = "feature_names.json"
+
+
+@dataclass
+class EmbedSummary:
+    """What a run did: where each block went and how fast it was."""
+
+    out_dir: Path
+    paths: dict[int, Path]
+    plates_done: int = 0
+    plates_skipped: int = 0
+    wells: int = 0
+    sites: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    manifest: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wells_per_s(self) -> float:
+        return self.wells / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """One summary line for the terminal."""
+        where = ", ".join(str(p) for p in self.paths.values())
+        skipped = f", {self.plates_skipped} already done" if self.plates_skipped else ""
+        return (
+            f"embedded {self.wells} wells ({self.sites} sites, {self.plates_done} plates{skipped}) in "
+            f"{self.seconds:.1f} s: {self.wells_per_s:.2f} wells/s, {self.images / max(self.seconds, 1e-9):.1f} "
+            f"images/s -> {where}"
+        )
+
+
+def open_any_screen(screen, layout: str = "auto"):
+    """A screen object from a path (via the data readers) or the object itself."""
+    if isinstance(screen, str | Path):
+        from cellmae.data.readers import open_screen
+
+        return open_screen(screen, layout=layout)
+    return screen
+
+
+def read_best_block_file(path: str | Path) -> int:
+    """The block chosen by the bench stage's probes (``best_block.json``: {"block": N, ...})."""
+    path = Path(path)
+    try:
+        from cellmae.bench.probes import read_best_block
+
+        return int(read_best_block(path))
+    except ImportError:
+        pass
+    if not path.is_file():
+        raise FileNotFoundError(f"--block auto needs {path} (written by `cellmae bench` block probes)")
+    data = json.loads(path.read_text())
+    if "block" not in data:
+        raise ValueError(f"{path}: no 'block' key in {data}")
+    return int(data["block"])
+
+
+def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, best_block_file: str | Path | None = None) -> list[int]:
+    """Blocks to embed: ``None``/"last" -> the last block; "all"; "auto" (best_block.json); "6,8,12"; ints."""
+    if spec is None or spec == "last":
+        return [num_blocks]
+    if spec == "all":
+        return list(range(1, num_blocks + 1))
+    if spec == "auto":
+        if best_block_file is None:
+            raise ValueError("blocks='auto' needs the best_block.json path (best_block_file=...)")
+        blocks = [read_best_block_file(best_block_file)]
+    elif isinstance(spec, int):
+        blocks = [spec]
+    elif isinstance(spec, str):
+        try:
+            blocks = [int(b) for b in spec.split(",") if b.strip()]
+        except ValueError:
+            raise ValueError(f"--blocks {spec!r}: expected 'all', 'last', 'auto' or a list like 6,8,12") from None
+    else:
+        blocks = [int(b) for b in spec]
+    bad = [b for b in blocks if not 1 <= b <= num_blocks]
+    if bad or not blocks:
+        raise ValueError(f"block(s) {bad or spec!r} out of range: the model has blocks 1..{num_blocks}")
+    return sorted(set(blocks))
+
+
+def default_best_block_file(out_dir: Path) -> Path:
+    """RUN/embed/<model> -> RUN/bench/<model>/best_block.json (the DESIGN.md run layout)."""
+    return out_dir.parent.parent / "bench" / out_dir.name / "best_block.json"
+
+
+def model_input_size(model) -> int | None:
+    """The square input size a model was built for (config ``img_size``/``tile``), if it has one."""
+    cfg = getattr(model, "config", None)
+    if isinstance(cfg, dict):
+        size = cfg.get("img_size", cfg.get("tile"))
+        return int(size) if size else None
+    return None
+
+
+def resolve_tile(tile: int | str | None, model) -> int | None:
+    """Tile size: "auto" -> the model's input size; 0/None/"full" -> whole fields; else checked int."""
+    size = model_input_size(model)
+    if tile == "auto":
+        return size
+    if tile in (None, 0, "0", "full"):
+        return None
+    tile = int(tile)
+    if tile <= 0:
+        raise ValueError(f"tile must be positive (or 'auto' / 'full'), got {tile}")
+    if size is not None and tile != size and not getattr(model, "dynamic_img_size", False):
+        raise ValueError(f"tile={tile} but the model takes {size}x{size} inputs; use --tile {size} (or 'auto')")
+    return tile
+
+
+def _plates(meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    pids = [plate_id(e, p) for e, p in zip(meta[EXPERIMENT].astype(str), meta[PLATE].astype(str), strict=True)]
+    codes, uniq = pd.factorize(pd.Series(pids), sort=True)
+    order = np.lexsort([meta[k].astype(str).to_numpy() for k in reversed([k for k in SITE_KEYS if k in meta])])
+    return {pid: order[codes[order] == c] for c, pid in enumerate(uniq)}
+
+
+def _run(screen, store: EmbeddingStore, *, prep, compute, blocks: list[int], site_level: bool,
+         fields_per_batch: int, num_workers: int, rank: int | None, world_size: int | None,
+         progress: bool, pin_memory: bool = False, feature_names: list[str] | None = None) -> EmbedSummary:
+    t0 = time.perf_counter()
+    info = rank_info()
+    rank = info.rank if rank is None else rank
+    world_size = info.world_size if world_size is None else world_size
+    meta = screen.metadata.reset_index(drop=True)
+    plates = _plates(meta)
+    levels = ["well", "site"] if site_level else ["well"]
+    mine = plates_for_rank({p: len(s) for p, s in plates.items()}, rank, world_size)
+    todo = {p: store.pending_blocks(p, blocks, levels=levels) for p in mine}
+    # Only the blocks still missing are computed; a plate with some blocks done recomputes the rest.
+    work = {p: plates[p] for p, b in todo.items() if b}
+    summary = EmbedSummary(store.root, {b: store.block_dir(b) for b in blocks}, plates_skipped=len(mine) - len(work))
+    if feature_names is not None:
+        from cellmae.utils.atomic import write_text_atomic
+
+        write_text_atomic(store.root / FEATURE_NAMES_FILE, json.dumps(feature_names, indent=1) + "\n")
+
+    sites_meta = site_metadata(meta)
+    n_wells_of_site = sites_meta.groupby(list(SITE_KEYS[:3]))[SITE_KEYS[0]].transform("size").to_numpy() \
+        if len(sites_meta) else np.zeros(0)
+    total_wells = float(sum((1.0 / n_wells_of_site[s]).sum() for s in work.values()))
+
+    def on_plate(pid: str, sites: np.ndarray, feats: dict[int, np.ndarray]) -> None:
+        smeta = sites_meta.iloc[sites].reset_index(drop=True)
+        from cellmae.data.schema import embeddings_frame
+
+        for b in todo[pid]:
+            wmeta, wfeats = wells_from_sites(smeta, feats[b])
+            store.write_part(embeddings_frame(wmeta, wfeats), b, pid)
+            if site_level:
+                store.write_part(embeddings_frame(smeta, feats[b]), b, pid, level="site")
+        store.mark_done(pid, todo[pid], {"wells": int(len(wmeta)), "sites": int(len(sites))})
+        summary.plates_done += 1
+        summary.wells += int(len(wmeta))
+        summary.sites += int(len(sites))
+
+    with WellProgress(total_wells, enabled=progress, description=f"embed {store.root.name}") as bar:
+        def on_sites(idx: np.ndarray, n_images: int) -> None:
+            bar.advance(float((1.0 / n_wells_of_site[idx]).sum()), n_images)
+
+        if work:
+            needed = sorted({b for p in work for b in todo[p]})
+            summary.images = featurize_sites(
+                screen, work, prep, lambda rows: {b: f for b, f in compute(rows).items() if b in needed},
+                on_plate, fields_per_batch=fields_per_batch, num_workers=num_workers, on_sites=on_sites,
+                pin_memory=pin_memory,
+            )
+    summary.seconds = time.perf_counter() - t0
+    summary.manifest = store.write_manifest(plates, blocks, levels=levels)
+    return summary
+
+
+def _store(out_dir: Path, config: dict, overwrite: bool, rank: int) -> EmbeddingStore:
+    # Only rank 0 clears an old output; other ranks must not check against a config it is replacing.
+    return EmbeddingStore(out_dir, config, overwrite=overwrite and rank == 0, check=not (overwrite and rank > 0))
+
+
+def _default_workers(num_workers: int | None) -> int:
+    if num_workers is not None:
+        return num_workers
+    # Decoding PNGs is the other half of the work on CPU; leave one core to the model.
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def run_embedding(
+    screen,
+    model_source,
+    out_dir: str | Path,
+    *,
+    blocks: str | int | Sequence[int] | None = None,
+    tile: int | str | None = "auto",
+    pool: str = "mean",
+    batch_size: int = 64,
+    device: str = "auto",
+    precision: str = "auto",
+    layout: str = "auto",
+    channels: str | Sequence[str] | None = None,
+    site_level: bool = False,
+    anndata: bool = False,
+    overwrite: bool = False,
+    num_workers: int | None = None,
+    best_block_file: str | Path | None = None,
+    seed: int = 0,
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = True,
+) -> EmbedSummary:
+    """Featurize ``screen`` with ``model_source`` into ``out_dir`` (= RUN/embed/<model>); see embed_screen."""
+    from cellmae.utils.device import select_autocast_dtype
+
+    screen = open_any_screen(screen, layout)
+    out_dir = Path(out_dir)
+    requested = parse_channel_list(channels)
+    src = resolve_source(model_source, screen_channels=requested or screen.channels,
+                         tile=tile if isinstance(tile, int) and tile > 0 else 64, seed=seed)
+    if src.kind == "handcrafted":
+        return run_handcrafted(screen, out_dir, channels=requested, site_level=site_level, anndata=anndata,
+                               overwrite=overwrite, num_workers=num_workers, rank=rank, world_size=world_size,
+                               progress=progress)
+    model = src.model
+    plan = plan_channels(screen.channels, getattr(model, "expected_channels", None), requested=requested)
+    block_list = parse_blocks(blocks, int(model.num_blocks),
+                              best_block_file=best_block_file or default_best_block_file(out_dir))
+    info = rank_info()
+    dev = device_for_rank(device, info if rank is None else type(info)(rank, world_size or 1, rank, world_size or 1))
+    dtype = select_autocast_dtype(dev, precision)
+    tile = resolve_tile(tile, model)
+    prep = TilePrep(plan.indices, tile)
+    tiles_per_field = len(prep(screen.read_field(0))) if len(screen) else 1  # also checks tile <= field size
+    config = {"source": src.describe(), "tile": tile, "pool": pool, "channels": list(plan.names),
+              "precision": str(dtype).replace("torch.", "") if dtype else "float32", "seed": seed,
+              "level": "well+site" if site_level else "well"}
+    store = _store(out_dir, config, overwrite, info.rank if rank is None else rank)
+    compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size)
+    summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
+                   fields_per_batch=max(1, batch_size // tiles_per_field), num_workers=_default_workers(num_workers),
+                   rank=rank, world_size=world_size, progress=progress, pin_memory=dev.type == "cuda")
+    summary.extra |= {"device": str(dev), "precision": config["precision"], "channels": list(plan.names),
+                      "dropped_channels": list(plan.dropped), "tiles_per_field": tiles_per_field}
+    if anndata and summary.manifest is not None:
+        _export_anndata(out_dir, block_list)
+    return summary
+
+
+def run_handcrafted(
+    screen, out_dir: str | Path, *, channels: str | Sequence[str] | None = None, site_level: bool = False,
+    anndata: bool = False, overwrite: bool = False, num_workers: int | None = None, layout: str = "auto",
+    rank: int | None = None, world_size: int | None = None, progress: bool = True,
+) -> EmbedSummary:
+    """Handcrafted features of every well into ``out_dir``/block00 (= RUN/embed/handcrafted)."""
+    from cellmae.embed.handcrafted import handcrafted_feature_names
+
+    screen = open_any_screen(screen, layout)
+    plan = plan_channels(screen.channels, None, requested=parse_channel_list(channels))
+    dna = find_dna_channel(plan.names)
+    config = {"source": {"kind": "handcrafted", "name": HANDCRAFTED}, "channels": list(plan.names),
+              "dna_channel": plan.names[dna], "level": "well+site" if site_level else "well"}
+    store = _store(out_dir, config, overwrite, rank_info().rank if rank is None else rank)
+    names = handcrafted_feature_names(plan.names)
+    summary = _run(screen, store, prep=HandcraftedPrep(plan.indices, plan.names, dna), compute=precomputed_features,
+                   blocks=[HANDCRAFTED_BLOCK], site_level=site_level, fields_per_batch=8,
+                   num_workers=_default_workers(num_workers), rank=rank, world_size=world_size,
+                   progress=progress, feature_names=names)
+    summary.extra |= {"channels": list(plan.names), "dna_channel": plan.names[dna]}
+    if anndata and summary.manifest is not None:
+        _export_anndata(Path(out_dir), [HANDCRAFTED_BLOCK], feature_names=names)
+    return summary
+
+
+def _export_anndata(out_dir: Path, blocks: Sequence[int], feature_names: list[str] | None = None) -> None:
+    from cellmae.embed.io import write_anndata
+
+    for b in blocks:
+        write_anndata(out_dir / block_name(b), out_dir / "anndata" / f"{block_name(b)}.h5ad", feature_names=feature_names)
+
+
+def embed_screen(screen, model_source, out_dir: str | Path, **options) -> dict[int, Path]:
+    """Featurize a screen; return {block: folder of its per-plate Parquet parts}.
+
+    ``screen``: a screen folder (read with ``layout``) or an opened screen; ``model_source``: a
+    checkpoint dir, an OpenPhenom file, ``timm:NAME[@WEIGHTS]``, ``random-init:PRESET|CKPT_DIR``,
+    ``handcrafted`` or a model object with ``forward_features``. Options: ``blocks`` (None = last,
+    "all", "auto", "6,8,12" or ints), ``tile`` (None = whole field), ``pool`` ("mean", "cls",
+    "channel_concat"), ``batch_size`` (images per forward), ``device``, ``precision``, ``channels``
+    (subset/order of screen channels), ``site_level``, ``anndata``, ``overwrite``, ``num_workers``,
+    ``best_block_file``, ``seed``, ``rank``/``world_size`` (default: from torchrun/SLURM env),
+    ``progress``. Reruns skip finished plates.
+    """
+    return run_embedding(screen, model_source, out_dir, **options).paths
+
+
+def embed_handcrafted(screen, out_dir: str | Path, **options) -> dict[int, Path]:
+    """Handcrafted-feature baseline; returns {0: out_dir/block00}. Options as run_handcrafted."""
+    return run_handcrafted(screen, out_dir, **options).paths

@@ -1,0 +1,142 @@
+"""Resumable, atomic Parquet output: ``OUT/<block>/plate=<id>/part-0.parquet`` per plate and block.
+
+Layout under ``OUT`` (= ``RUN/embed/<model>``)::
+
+    block06/plate=<id>/part-0.parquet     one row per well (metadata + float32 feature_ columns)
+    sites/block06/plate=<id>/part-0.parquet   one row per site (only with site level on)
+    _progress/plate=<id>.json             written last: which blocks of this plate are complete
+    embed_config.json                     what produced the embeddings (checked on resume)
+    manifest.json                         plates, wells and files, once every plate is done
+
+A plate is written by exactly one rank, under a fixed part name, so reruns and different world
+sizes overwrite instead of duplicating; the ``_progress`` marker is written after the Parquet
+files, so a kill at any point leaves the plate either complete or recomputed on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from cellmae.utils.atomic import atomic_path, write_text_atomic
+
+PART_NAME = "part-0.parquet"
+PROGRESS_DIR = "_progress"
+CONFIG_FILE = "embed_config.json"
+MANIFEST_FILE = "manifest.json"
+SITES_DIR = "sites"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def block_name(block: int) -> str:
+    """Folder name of a block's feature set: ``block06``."""
+    return f"block{int(block):02d}"
+
+
+def plate_id(experiment: str, plate: str) -> str:
+    """Filesystem-safe id of a plate, unique across experiments (RxRx reuses plate numbers)."""
+    return _SAFE.sub("_", f"{experiment}_{plate}")
+
+
+class EmbeddingStore:
+    """The output folder of one model: per-plate Parquet parts, progress markers, config, manifest."""
+
+    def __init__(self, root: str | Path, config: Mapping, *, overwrite: bool = False, check: bool = True):
+        self.root = Path(root)
+        self.config = dict(config)
+        if overwrite and self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if check:
+            self._check_config()
+
+    def _check_config(self) -> None:
+        # A rerun may only resume output made with the same settings; silently mixing tiles,
+        # pools or models inside one feature set would corrupt every downstream benchmark.
+        path = self.root / CONFIG_FILE
+        if path.exists():
+            old = json.loads(path.read_text())
+            diff = {k: (old.get(k), v) for k, v in self.config.items() if old.get(k) != v}
+            if diff:
+                lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+                raise ValueError(
+                    f"{self.root} holds embeddings made with other settings ({lines}); "
+                    "write to another folder or pass --overwrite"
+                )
+            return
+        write_text_atomic(path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+
+    # ---- paths ---------------------------------------------------------------------------
+    def block_dir(self, block: int, *, level: str = "well") -> Path:
+        base = self.root / SITES_DIR if level == "site" else self.root
+        return base / block_name(block)
+
+    def part_path(self, block: int, pid: str, *, level: str = "well") -> Path:
+        return self.block_dir(block, level=level) / f"plate={pid}" / PART_NAME
+
+    def _progress_path(self, pid: str) -> Path:
+        return self.root / PROGRESS_DIR / f"plate={pid}.json"
+
+    # ---- resume --------------------------------------------------------------------------
+    def done_blocks(self, pid: str, *, levels: Iterable[str] = ("well",)) -> set[int]:
+        """Blocks of plate ``pid`` already complete (marker present and every part file there)."""
+        path = self._progress_path(pid)
+        if not path.exists():
+            return set()
+        marker = json.loads(path.read_text())
+        return {
+            int(b)
+            for b in marker.get("blocks", [])
+            if all(self.part_path(int(b), pid, level=lv).exists() for lv in levels)
+        }
+
+    def pending_blocks(self, pid: str, blocks: Iterable[int], *, levels: Iterable[str] = ("well",)) -> list[int]:
+        done = self.done_blocks(pid, levels=levels)
+        return [b for b in blocks if b not in done]
+
+    # ---- writing -------------------------------------------------------------------------
+    def write_part(self, frame: pd.DataFrame, block: int, pid: str, *, level: str = "well") -> Path:
+        """Write one plate's table for one block atomically (a reader never sees half a file)."""
+        final = self.part_path(block, pid, level=level)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(f".{PART_NAME}.*.tmp"):  # left by a killed run on this plate
+            stale.unlink(missing_ok=True)
+        with atomic_path(final) as tmp:
+            frame.to_parquet(tmp, index=False, engine="pyarrow")
+        return final
+
+    def mark_done(self, pid: str, blocks: Iterable[int], info: Mapping) -> None:
+        """Record ``blocks`` of plate ``pid`` as complete (merged with blocks done before)."""
+        path = self._progress_path(pid)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        merged = sorted(set(old.get("blocks", [])) | {int(b) for b in blocks})
+        marker = {**old, **info, "plate": pid, "blocks": merged, "time": time.time()}
+        write_text_atomic(path, json.dumps(marker, sort_keys=True) + "\n")
+
+    def write_manifest(self, plates: Iterable[str], blocks: Iterable[int], *, levels: Iterable[str]) -> Path | None:
+        """Write ``manifest.json`` when every plate has every block; return its path (else None).
+
+        Built only from the progress markers, so whichever rank finishes last writes the same file.
+        """
+        plates, blocks, levels = sorted(plates), sorted(blocks), list(levels)
+        entries = []
+        for pid in plates:
+            if set(blocks) - self.done_blocks(pid, levels=levels):
+                return None
+            marker = json.loads(self._progress_path(pid).read_text())
+            entries.append({"plate": pid, "wells": marker.get("wells"), "sites": marker.get("sites")})
+        manifest = {
+            "config": self.config,
+            "blocks": {block_name(b): str(self.block_dir(b).relative_to(self.root)) for b in blocks},
+            "levels": levels,
+            "plates": entries,
+            "wells": int(sum(e["wells"] or 0 for e in entries)),
+            "sites": int(sum(e["sites"] or 0 for e in entries)),
+        }
+        return write_text_atomic(self.root / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,60 @@
+"""Resumable checkpoints: atomic writes and weights-only loading.
+
+Lightning ``.ckpt`` files are torch pickles. cellmae only ever loads the resume files a run wrote
+itself, and loads them with ``torch.load(weights_only=True)`` (tensors, dicts, lists, numbers and
+strings only; no code is unpickled). Random state needs no saving: the training step reseeds torch
+from (seed, step, rank) every step (see ``module_base.step_seed``), so a resumed run draws the same
+masks and drop-path patterns as an uninterrupted one. Never resume from a ``.ckpt`` obtained from someone else: share
+final weights as ``model.safetensors`` + ``config.json`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from cellmae.utils.atomic import atomic_path
+
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO: write next to the target, fsync, rename; load with weights_only=True.
+
+    Why not Lightning's own ``_atomic_save``: its fsspec transaction stages local files in the system
+    temp dir and *moves* them, which is a copy (not atomic) when /tmp is another filesystem, so a
+    SIGKILL mid-copy can leave a truncated ``last.ckpt`` that the next ``--resume`` trusts.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote storage: fsspec's transaction is the atomic primitive there
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_path(path) as tmp:
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError(f"{path}: refusing to load a checkpoint with weights_only=False (it would unpickle "
+                             "arbitrary code); cellmae checkpoints load with weights_only=True")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def find_resume_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """``checkpoints/last.ckpt`` if present, else the newest ``step*.ckpt``, else None."""
+    d = Path(checkpoint_dir)
+    if (d / LAST).is_file():
+        return d / LAST
+    steps = sorted(d.glob("step*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return steps[-1] if steps else None

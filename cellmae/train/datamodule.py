@@ -1,0 +1,73 @@
+"""Training data: the data layer's LitData shards, split per rank, resumable mid-epoch.
+
+``shard_dataloader`` returns a ``litdata.StreamingDataLoader``; Lightning's fit loop stores its
+``state_dict()`` in every checkpoint and restores it on resume, so a resumed run continues with
+the very next batch of the interrupted epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+
+from cellmae.data.shards import CROPS_FILE, ShardCollate, read_shard_info, shard_dataloader
+from cellmae.train.config import TrainConfig
+
+
+def is_shard_dir(path: str | Path) -> bool:
+    """True for a cellmae shard set (LitData ``index.json`` + ``cellmae_shards.json``)."""
+    p = Path(path)
+    return (p / "index.json").is_file() and (p / "cellmae_shards.json").is_file()
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Train batches ``{"image": uint8 (B, C, H, W), "channels": [...], Metadata_...}`` from a shard set."""
+
+    def __init__(self, shard_dir: str | Path, cfg: TrainConfig):
+        super().__init__()
+        self.shard_dir = Path(shard_dir)
+        self.cfg = cfg
+        self.info = read_shard_info(self.shard_dir)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.info["channels"])
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.info["crop_size"])
+
+    @property
+    def num_crops(self) -> int:
+        return int(self.info["crops_written"])
+
+    def classes(self, column: str) -> list[str]:
+        """Sorted distinct values of ``column`` over all crops (the WSL label set)."""
+        crops = pd.read_parquet(self.shard_dir / CROPS_FILE)
+        if column not in crops.columns:
+            raise KeyError(f"{self.shard_dir / CROPS_FILE}: no column {column!r} for data.label_column "
+                           f"(have: {', '.join(c for c in crops.columns if c.startswith('Metadata_'))})")
+        return sorted(crops[column].astype(str).unique().tolist())
+
+    def train_dataloader(self) -> Any:
+        d = self.cfg.data
+        kwargs: dict[str, Any] = {"persistent_workers": d.num_workers > 0}
+        if d.fraction >= 1.0:
+            return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
+                                    shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last, **kwargs)
+        # A subsample is LitData's own option; shard_dataloader does not expose it, so build the pair here.
+        from litdata import StreamingDataLoader, StreamingDataset
+
+        ds = StreamingDataset(str(self.shard_dir.resolve()), shuffle=d.shuffle, seed=self.cfg.seed,
+                              drop_last=d.drop_last, subsample=float(d.fraction))
+        return StreamingDataLoader(ds, batch_size=d.batch_size, num_workers=d.num_workers,
+                                   collate_fn=ShardCollate(self.info["channels"]), **kwargs)
+
+    def preview_batch(self, n: int) -> dict[str, Any]:
+        """The first ``n`` crops of the unshuffled shards as one batch (fixed reconstruction examples)."""
+        loader = shard_dataloader(self.shard_dir, batch_size=n, num_workers=0, shuffle=False, seed=0,
+                                  drop_last=False)
+        return next(iter(loader))

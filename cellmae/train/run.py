@@ -1,0 +1,248 @@
+"""``run_training``: one call from a config and a data folder to a trained model folder.
+
+``OUT/`` receives ``model.safetensors`` + ``config.json`` (final weights, via the models package's
+``save_pretrained``), ``train_config.yaml`` (the resolved config), ``checkpoints/`` (resumable
+Lightning state), ``metrics.csv``, ``tensorboard/``, ``recon/step_XXXXXX.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cellmae.train.config import (
+    ConfigError,
+    TrainConfig,
+    config_differences,
+    config_to_yaml,
+    load_config,
+)
+
+CONFIG_FILE = "train_config.yaml"
+SUMMARY_FILE = "summary.json"
+SHARDS_SUBDIR = "shards"
+# Keys that may change between a run and its resume (how long / on what hardware / what is logged).
+RESUMABLE_CHANGES = (
+    "trainer.max_steps", "trainer.max_epochs", "trainer.max_time", "trainer.devices", "trainer.num_nodes",
+    "trainer.accelerator", "trainer.progress_bar", "trainer.log_every_n_steps", "data.num_workers",
+    "checkpoint.every_n_steps", "checkpoint.every_n_minutes", "checkpoint.keep_last",
+    "logging.tensorboard", "logging.wandb", "logging.wandb_project", "logging.recon_every_n_steps",
+    "logging.recon_num_images", "model.compile",
+)
+
+
+def _global_rank() -> int:
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size: int,
+                   wait_s: float = 3600.0) -> Path:
+    """A shard folder for ``data``: itself when it is one, else shards built from the screen folder into
+    ``OUT/shards`` (by global rank 0; other ranks wait for the atomic rename)."""
+    from cellmae.train.datamodule import is_shard_dir
+
+    data = Path(data)
+    if is_shard_dir(data):
+        return data
+    if not data.exists():
+        raise FileNotFoundError(f"--shards {data}: no such folder (expected a shard set or a screen folder)")
+    shard_dir = out_dir / SHARDS_SUBDIR
+    if is_shard_dir(shard_dir):
+        return shard_dir
+    if _global_rank() != 0:
+        deadline = time.monotonic() + wait_s
+        while not is_shard_dir(shard_dir):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {_global_rank()}: {shard_dir} did not appear within {wait_s:.0f}s")
+            time.sleep(2.0)
+        return shard_dir
+    from cellmae.data.readers import open_screen
+    from cellmae.data.shards import build_shards
+
+    screen = open_screen(data)
+    build_shards(screen, shard_dir, crop_size=crop_size, crops_per_field=cfg.data.crops_per_field, seed=cfg.seed,
+                 progress=cfg.trainer.progress_bar)
+    return shard_dir
+
+
+def build_model(cfg: TrainConfig, *, channels: tuple[str, ...] | None = None, num_classes: int | None = None):
+    """The ``cellmae.models`` preset of ``cfg.model`` with the run's overrides.
+
+    A fixed-channel model (standard MAE, CNN-MAE, WSL) takes the shard set's channel names unless the
+    config sets ``model.kwargs.channels``; the channel-agnostic CA-MAE needs nothing.
+    """
+    from cellmae.models import create_model
+    from cellmae.models.registry import preset_config
+
+    overrides: dict[str, Any] = dict(cfg.model.kwargs)
+    if cfg.model.drop_path_rate is not None:
+        overrides["drop_path_rate"] = cfg.model.drop_path_rate
+    try:
+        preset = preset_config(cfg.model.name)
+    except ValueError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    if channels is not None and preset.get("channels") is not None and "channels" not in overrides:
+        overrides["channels"] = list(channels)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if "mask_ratio" in preset:
+        overrides.setdefault("mask_ratio", cfg.model.mask_ratio)
+    try:
+        return create_model(cfg.model.name, **overrides)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: cannot build {cfg.model.name!r} with {overrides}: {e}") from None
+
+
+def model_img_size(cfg: TrainConfig) -> int | None:
+    from cellmae.models.registry import preset_config
+
+    try:
+        return {**preset_config(cfg.model.name), **cfg.model.kwargs}.get("img_size")
+    except ValueError as e:
+        raise ConfigError(f"model.name: {e}") from None
+
+
+def _check_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+    """Refuse to clobber a previous run; on resume check the config matches and find the checkpoint."""
+    from cellmae.train.checkpointing import find_resume_checkpoint
+    from cellmae.train.launch import CHECKPOINT_DIR
+
+    ckpt = find_resume_checkpoint(out_dir / CHECKPOINT_DIR)
+    saved = out_dir / CONFIG_FILE
+    if not resume:
+        if ckpt is not None or (out_dir / "model.safetensors").exists():
+            raise FileExistsError(f"{out_dir}: holds a previous run ({ckpt or 'model.safetensors'}); pass --resume "
+                                  "to continue it or choose another --out")
+        return None
+    if ckpt is None:
+        return None  # nothing to resume yet (e.g. first start of a requeued SLURM job): start fresh
+    if saved.is_file():
+        before = load_config(saved)
+        diffs = config_differences(before, cfg, ignore=RESUMABLE_CHANGES)
+        if diffs:
+            raise ConfigError(f"--resume: the config differs from the run in {out_dir} in keys that change the "
+                              "training itself:\n  " + "\n  ".join(diffs))
+    return ckpt
+
+
+def run_training(
+    config: str | Path | Mapping[str, Any] | TrainConfig,
+    shards_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    resume: bool = False,
+    callbacks: Iterable[Any] = (),
+) -> Path:
+    """Train per ``config`` (preset name, YAML path, dict or TrainConfig) + ``overrides`` on ``shards_dir``
+    (a shard set, or a screen folder that is sharded into ``OUT/shards`` first); return ``out_dir``.
+
+    ``resume=True`` continues from ``OUT/checkpoints/last.ckpt`` (model, optimizer, schedule, step,
+    data position) when it exists and starts fresh otherwise. Raises ConfigError for a bad config,
+    ``NonFiniteLossError`` when the loss turns NaN/inf (after saving the last good checkpoint).
+    """
+    import lightning.pytorch as pl
+
+    from cellmae.train.callbacks import write_run_summary
+    from cellmae.train.datamodule import ShardDataModule
+    from cellmae.train.launch import build_trainer, enable_grad_checkpointing
+    from cellmae.train.module_mae import MAEPretrainModule
+    from cellmae.train.module_wsl import WSLClassifierModule
+    from cellmae.utils.atomic import write_text_atomic
+
+    cfg = load_config(config, overrides)
+    out_dir = Path(out_dir)
+    ckpt = _check_out_dir(out_dir, cfg, resume)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    img_size = model_img_size(cfg)
+    shard_dir = prepare_shards(shards_dir, out_dir, cfg, cfg.data.crop_size or img_size or 64)
+    data = ShardDataModule(shard_dir, cfg)
+    if img_size is not None and data.crop_size != img_size:
+        raise ConfigError(f"{shard_dir}: crops are {data.crop_size}px but model {cfg.model.name!r} takes {img_size}px; "
+                          f"set model.kwargs.img_size={data.crop_size} or build shards with crop size {img_size}")
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    classes = data.classes(cfg.data.label_column) if cfg.task == "wsl" else None
+    model = build_model(cfg, channels=data.channels, num_classes=len(classes) if classes else None)
+    if cfg.model.grad_checkpointing and cfg.trainer.strategy != "fsdp":
+        enable_grad_checkpointing(model)
+    module = WSLClassifierModule(cfg, model, classes) if cfg.task == "wsl" else MAEPretrainModule(cfg, model)
+    if cfg.model.compile:
+        model.compile()  # in place: parameter names (and so checkpoints) stay those of the plain model
+
+    trainer, metrics = build_trainer(cfg, out_dir, model, list(callbacks))
+    if trainer.is_global_zero:
+        write_text_atomic(out_dir / CONFIG_FILE, config_to_yaml(cfg))
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    wall = time.perf_counter() - t0
+
+    # Final resumable state (covers max_time stops and steps between periodic checkpoints).
+    ckpt_cb = trainer.checkpoint_callback
+    if ckpt_cb is not None and ckpt_cb.dirpath:
+        trainer.save_checkpoint(Path(ckpt_cb.dirpath) / "last.ckpt", weights_only=False)
+    # Gather full weights (FSDP-aware; a no-op gather otherwise) and write them from rank 0.
+    state = trainer.strategy.lightning_module_state_dict()
+    if trainer.is_global_zero:
+        final = build_model(cfg, channels=data.channels, num_classes=len(classes) if classes else None)
+        final.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        extra: dict[str, Any] = {"train": {"steps": trainer.global_step, "epochs": trainer.current_epoch,
+                                           "shards": str(shard_dir), "train_config": cfg.to_dict()}}
+        if classes:
+            extra["classes"] = classes
+        _save_weights_into(final, out_dir, extra)
+        write_run_summary(out_dir / SUMMARY_FILE, _summary(cfg, trainer, out_dir, wall, data.num_crops))
+    trainer.strategy.barrier("cellmae-final-save")
+    return out_dir
+
+
+def _save_weights_into(model: Any, out_dir: Path, extra: dict[str, Any]) -> None:
+    """save_pretrained writes a whole folder atomically; write it beside the run and move the two files in,
+    so the run folder (checkpoints, metrics) is never replaced."""
+    import shutil
+
+    from cellmae.models import save_pretrained
+    from cellmae.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+    staging = out_dir / ".final-weights"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_pretrained(model, staging, extra=extra)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):  # each rename is atomic
+        os.replace(staging / name, out_dir / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _summary(cfg: TrainConfig, trainer: Any, out_dir: Path, wall_s: float, num_crops: int) -> dict[str, Any]:
+    import pandas as pd
+
+    from cellmae.train.launch import METRICS_FILE
+
+    summary: dict[str, Any] = {"model": cfg.model.name, "task": cfg.task, "steps": trainer.global_step,
+                               "world_size": trainer.world_size, "wall_s": round(wall_s, 2),
+                               "train_crops_available": num_crops, "data_fraction": cfg.data.fraction}
+    path = out_dir / METRICS_FILE
+    if path.is_file():
+        m = pd.read_csv(path)
+        if len(m):
+            tail = m["loss"].tail(max(1, min(10, len(m) // 5)))
+            summary.update(
+                loss_first=float(m["loss"].iloc[0]), loss_last=float(m["loss"].iloc[-1]),
+                loss_final_mean=float(tail.mean()),
+                crops_per_s_median=float(m["crops_per_s"].iloc[1:].median()) if len(m) > 1
+                else float(m["crops_per_s"].iloc[0]),
+                crops_seen=int(trainer.global_step * cfg.data.batch_size * trainer.world_size
+                               * cfg.optim.accumulate_grad_batches),
+            )
+    return summary
+
+
+def read_summary(out_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` of a finished run."""
+    return json.loads((Path(out_dir) / SUMMARY_FILE).read_text())

@@ -1,0 +1,91 @@
+import itertools
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cellmae.bench.summary import read_summary
+from cellmae.cli import app
+
+
+@pytest.fixture(scope="module")
+def truth_dir(tmp_path_factory, synth):
+    """Simulator-like truth folder: relationships.csv, genes.csv (groups), compounds.csv."""
+    d = tmp_path_factory.mktemp("truth")
+    pairs = [(a, b) for g in synth.GROUPED_GENES for a, b in itertools.combinations(synth.GROUPED_GENES, 2)
+             if synth.GROUP_OF[a] == synth.GROUP_OF[b] == synth.GROUP_OF[g]]
+    pd.DataFrame(sorted(set(pairs)), columns=["entity1", "entity2"]).to_csv(d / "relationships.csv", index=False)
+    synth.groups_table().to_csv(d / "genes.csv", index=False)
+    synth.targets_table().to_csv(d / "compounds.csv", index=False)
+    return d
+
+
+def _embed_dir(root, wells):
+    for plate, part in wells.groupby("Metadata_Plate"):
+        (root / f"plate={plate}").mkdir(parents=True)
+        part.drop(columns="Metadata_Plate").to_parquet(root / f"plate={plate}" / "part-0.parquet", index=False)
+    return root
+
+
+def test_bench_end_to_end(tmp_path, synth, screen_wells, truth_dir, relationships_dir):
+    map_dir = synth.write_map_dir(tmp_path / "map" / "m" / "block06", screen_wells)
+    embed = _embed_dir(tmp_path / "embed", screen_wells)
+    out = tmp_path / "bench" / "m" / "block06"
+    res = CliRunner().invoke(app, [
+        "bench", str(map_dir), "--out", str(out), "-r", str(truth_dir / "relationships.csv"),
+        "-r", str(relationships_dir / "Reactome.txt"), "--truth-compounds", str(truth_dir / "compounds.csv"),
+        "--embed-dir", str(embed), "--map-null-size", "1000", "--null-size", "500",
+    ])
+    assert res.exit_code == 0, res.output
+    for name in ("recall.csv", "consistency.csv", "map_copairs.csv", "compound_gene.csv", "batch.csv", "summary.json"):
+        assert (out / name).is_file(), name
+    s = json.loads((out / "summary.json").read_text())  # strict JSON (no NaN)
+    assert s == read_summary(out)
+    assert s["n_perturbations"] == 32 and s["n_wells"] == len(screen_wells)
+    # planted within-group pairs are recalled; Reactome genes are not in this map at all
+    assert s["recall"]["relationships"]["recall_0.05_0.95"] > 0.5
+    assert s["recall"]["relationships"]["n_pairs"] == 24
+    assert s["recall"]["Reactome"]["n_pairs"] == 0 and s["recall"]["Reactome"]["recall_0.05_0.95"] is None
+    assert 0.5 < s["consistency"]["fraction_p_le_0.05"] <= 1
+    assert s["map"]["activity"]["fraction_significant"] > 0.5 and s["map"]["consistency"]["n"] == 6
+    cg = s["compound_gene"]
+    assert cg["n_compounds"] == 4 and cg["mean_auc"] > cg["random_mean_auc"]
+    assert s["batch"]["before"]["accuracy"] > s["batch"]["after"]["accuracy"]
+    assert set(s["skipped"]) == set()
+    m = pd.read_csv(out / "map_copairs.csv")
+    assert set(m["kind"]) == {"activity", "consistency"}
+
+
+def test_bench_without_optional_inputs(tmp_path, synth, screen_wells):
+    map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(app, ["bench", str(map_dir), "--out", str(out), "--map-null-size", "200", "--null-size", "200"])
+    assert res.exit_code == 0, res.output
+    s = read_summary(out)
+    assert s["recall"] is None and s["compound_gene"] is None and s["batch"]["before"] is None
+    assert {"recall", "compound_gene", "map_consistency", "batch_before"} <= set(s["skipped"])
+    assert not (out / "compound_gene.csv").exists()
+
+
+def test_bench_folder_of_blocks_runs_probes_and_resumes(tmp_path, synth, truth_dir):
+    root = tmp_path / "map" / "m"
+    for name, signal in (("block03", 0.0), ("block05", 1.0)):
+        synth.write_map_dir(root / name, synth.make_screen(2, signal=signal))
+    out = tmp_path / "bench" / "m"
+    args = ["bench", str(root), "--out", str(out), "--groups", str(truth_dir / "genes.csv"),
+            "--map-null-size", "200", "--null-size", "200"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "block03" / "summary.json").is_file() and (out / "block05" / "summary.json").is_file()
+    assert json.loads((out / "best_block.json").read_text())["block"] == 5
+    assert set(pd.read_csv(out / "probes.csv")["block"]) == {3, 5}
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "already benchmarked" in again.output
+
+
+def test_bench_bad_input_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(app, ["bench", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "block" in res.output
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cellmae.bench.relationships import DEFAULT_SOURCES, load_relationships, normalize_pairs
+
+
+def test_load_directory_reads_the_five_sources(relationships_dir: Path) -> None:
+    rels = load_relationships(relationships_dir)
+    assert list(rels) == list(DEFAULT_SOURCES)
+    corum = rels["CORUM"]
+    assert list(corum.columns) == ["entity1", "entity2"]
+    assert len(corum) == len(pd.read_csv(relationships_dir / "CORUM.txt"))
+    assert all(isinstance(v, str) for v in corum["entity1"].head(50))
+
+
+def test_load_explicit_paths_and_names(tmp_path: Path) -> None:
+    a = tmp_path / "mine.csv"
+    a.write_text("entity1,entity2\nA,B\nB,A\n")
+    b = tmp_path / "other.csv"
+    b.write_text("entity1,entity2,score\nC,D,1\n")
+    rels = load_relationships([a, b])
+    assert sorted(rels) == ["mine", "other"]
+    assert list(rels["other"].columns) == ["entity1", "entity2"]
+    assert list(load_relationships(tmp_path, names=["other"])) == ["other"]
+    assert list(load_relationships(a)) == ["mine"]
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("gene_a,gene_b\nA,B\n")
+    with pytest.raises(ValueError, match="bad.csv.*entity1"):
+        load_relationships(bad)
+    with pytest.raises(FileNotFoundError, match="nothere.csv"):
+        load_relationships([tmp_path / "nothere.csv"])
+    with pytest.raises(FileNotFoundError, match="CORUM"):
+        load_relationships(tmp_path, names=["CORUM"])
+
+
+def test_values_are_str_of_what_read_csv_parsed(tmp_path: Path) -> None:
+    f = tmp_path / "x.csv"
+    f.write_text("entity1,entity2\nNA,B\n7,B\n")  # read_csv turns NA into NaN and 7 into a float column
+    rels = load_relationships(f)
+    assert rels["x"]["entity1"].tolist() == ["nan", "7.0"]
+
+
+def test_normalize_pairs_sorts_dedups_drops_self_and_outsiders() -> None:
+    df = pd.DataFrame({"entity1": ["B", "A", "A", "C", "A", "Z"], "entity2": ["A", "B", "A", "A", "C", "A"]})
+    out = normalize_pairs(df, universe=["A", "B", "C"])
+    assert out.values.tolist() == [["A", "B"], ["A", "C"]]
+    assert normalize_pairs(df).values.tolist() == [["A", "B"], ["A", "C"], ["A", "Z"]]
