@@ -93,43 +93,47 @@ def replicate_consistency(
     u = unit_rows(profiles.features)
     control = meta[IS_CONTROL].to_numpy(bool)
     pool = np.flatnonzero(control if null_from == "controls" else ~control)
-    keys = perturbation_keys(meta)
     treat = np.flatnonzero(~control)
-    groups = pd.Series(treat).groupby(keys.iloc[treat].to_numpy(), sort=True).agg(list)
+    keys = perturbation_keys(meta).to_numpy()[treat]
+    # Wells sorted by key: every perturbation's replicates are one contiguous run, so set sums are
+    # one np.add.reduceat over all perturbations at once.
+    order = np.argsort(keys, kind="stable")
+    wells, keys = treat[order], keys[order]
+    uniq, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    sums = np.add.reduceat(u[wells], starts, axis=0)
+    self_terms = np.add.reduceat((u[wells] ** 2).sum(axis=1), starts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = (np.einsum("ij,ij->i", sums, sums) - self_terms) / (counts * (counts - 1.0))
     rng = np.random.default_rng(seed)
-
-    rows, nulls = [], {}
-    for key, members in groups.items():
-        members = np.asarray(members)
-        n = len(members)
-        if n < 2:
-            continue
-        k = n if max_replicates is None else min(n, max_replicates)
-        if k > len(pool):
-            continue
-        if k not in nulls:
-            nulls[k] = np.sort(null_scores(u, pool, k, n_null, rng))
-        score = float(_set_scores(u, members[None, :])[0])
-        scored = score if k == n else float(_set_scores(u, rng.choice(members, k, replace=False)[None, :])[0])
-        null = nulls[k]
-        n_ge = len(null) - np.searchsorted(null, scored, side="left")
-        first = members[0]
-        rows.append({
-            "perturbation_key": key,
-            PERTURBATION: meta[PERTURBATION].iloc[first],
-            PERTURBATION_TYPE: meta[PERTURBATION_TYPE].iloc[first],
-            CONCENTRATION: meta[CONCENTRATION].iloc[first] if CONCENTRATION in meta.columns else np.nan,
-            "n_replicates": n,
-            "mean_cosine": score,
-            "null_set_size": k,
-            "null_mean": float(null.mean()),
-            "null_std": float(null.std()),
-            "p_value": (1.0 + n_ge) / (1.0 + len(null)),
-        })
-    out = pd.DataFrame(rows, columns=[
-        "perturbation_key", PERTURBATION, PERTURBATION_TYPE, CONCENTRATION, "n_replicates",
-        "mean_cosine", "null_set_size", "null_mean", "null_std", "p_value",
-    ])
+    k = counts if max_replicates is None else np.minimum(counts, max_replicates)
+    # Perturbations with more than max_replicates wells are tested on a seeded subset of that size.
+    scored = score.copy()
+    for i in np.flatnonzero(k < counts):
+        sub = rng.choice(wells[starts[i]:starts[i] + counts[i]], k[i], replace=False)
+        scored[i] = _set_scores(u, sub[None, :])[0]
+    keep = (counts >= 2) & (k <= len(pool))
+    p_value = np.full(len(uniq), np.nan)
+    null_mean = np.full(len(uniq), np.nan)
+    null_std = np.full(len(uniq), np.nan)
+    for size in np.unique(k[keep]):
+        null = np.sort(null_scores(u, pool, int(size), n_null, rng))
+        sel = keep & (k == size)
+        n_ge = len(null) - np.searchsorted(null, scored[sel], side="left")
+        p_value[sel] = (1.0 + n_ge) / (1.0 + len(null))
+        null_mean[sel], null_std[sel] = null.mean(), null.std()
+    first = wells[starts]
+    out = pd.DataFrame({
+        "perturbation_key": uniq,
+        PERTURBATION: meta[PERTURBATION].to_numpy()[first],
+        PERTURBATION_TYPE: meta[PERTURBATION_TYPE].to_numpy()[first],
+        CONCENTRATION: meta[CONCENTRATION].to_numpy()[first] if CONCENTRATION in meta.columns else np.nan,
+        "n_replicates": counts,
+        "mean_cosine": score,
+        "null_set_size": k,
+        "null_mean": null_mean,
+        "null_std": null_std,
+        "p_value": p_value,
+    })[keep].reset_index(drop=True)
     out["significant"] = out["p_value"] <= 0.05
     out["null_from"] = null_from
     return out

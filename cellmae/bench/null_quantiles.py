@@ -6,7 +6,7 @@ cosine similarities over ALL distinct pairs of perturbations (N (N - 1) / 2 valu
 needs a handful of order statistics of it. No library computes selected order statistics of an
 implicit Gram matrix in bounded memory, hence this module.
 
-How (one pass over the upper triangle, in row blocks, float32 BLAS on unit vectors):
+How (one pass over the upper triangle, in tiles, float32 BLAS on unit vectors):
 
 1. A random sample of rows gives a bracket ``[a, b]`` around each wanted rank.
 2. One pass counts the values below each ``a`` and keeps the (few) values inside ``[a, b]``
@@ -24,14 +24,18 @@ the float32 answer, so the result never depends on luck, only the time does.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 # Below this many pairs the null is built in float64 and sorted: exact and cheap.
 BRUTE_FORCE_MAX_PAIRS = 4_000_000
 _SAMPLE_VALUES = 2_000_000
-_BLOCK_VALUES = 4_000_000  # float32 values per row block (16 MB)
+_TILE_ROWS = 256  # similarity tile: 256 x 2048 float32 = 2 MB
+_TILE_COLS = 2048
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:
@@ -45,6 +49,15 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return x / norms
+
+
+def _workers() -> int:
+    """Worker threads for the tile pass: the CPUs this process may use (at most 16)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 16))
 
 
 def null_size(n_items: int) -> int:
@@ -62,7 +75,7 @@ def brute_force_null(unit: np.ndarray) -> np.ndarray:
 def null_order_statistics(unit: np.ndarray, ranks: Sequence[int], *, seed: int = 0) -> dict[int, float]:
     """``{k: sorted_null[k]}`` for each 0-based rank ``k`` of the float64 all-pairs cosine null.
 
-    ``unit`` holds unit-norm rows (see :func:`unit_rows`). Memory stays O(N d + block); the
+    ``unit`` holds unit-norm rows (see :func:`unit_rows`). Memory stays O(N d + tiles); the
     N x N matrix is never materialised.
     """
     n_items = len(unit)
@@ -107,19 +120,18 @@ def _resolve_rank(
     eps: float,
 ) -> float | tuple[float, float]:
     """The exact float64 value of rank ``k``, or a wider bracket to try when ``[a, b]`` missed it."""
-    order = np.argsort(values, kind="stable")
-    v32 = values[order]
+    v32 = values
     pos = k - count_below_a
     if not 0 <= pos < len(v32):  # the rank lies outside the bracket: grow it on that side
         width = 4 * (b - a) + 8 * eps
         return (a - width, b) if pos < 0 else (a, b + width)
-    t32 = float(v32[pos])
+    t32 = float(np.partition(v32, pos)[pos])  # selection, not a sort
     lo, hi = t32 - 2 * eps, t32 + 2 * eps
     if lo < a or hi > b:  # the float64 band around the answer is not all inside the bracket
         return (min(a, lo - eps), max(b, hi + eps))
     band = (v32 >= lo) & (v32 <= hi)
     below = count_below_a + int(np.count_nonzero(v32 < lo))
-    r, c = rows[order][band], cols[order][band]
+    r, c = rows[band], cols[band]
     exact = np.einsum("ij,ij->i", unit[r], unit[c])
     if np.abs(v32[band].astype(np.float64) - exact).max(initial=0.0) > eps:
         raise RuntimeError("float32 similarity error exceeded its bound; report this as a bug")
@@ -158,12 +170,12 @@ def _sample_brackets(
 def _bracket_pass(
     unit32: np.ndarray, brackets: dict[int, tuple[float, float]]
 ) -> tuple[dict[int, int], dict[int, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """One pass over the upper triangle in row blocks.
+    """One pass over the upper triangle in tiles.
 
     Returns, per rank: the number of null values below its ``a``, and the float32 values inside
     ``[a, b]`` with their (row, col) pair indices. Ranks in the lower half are served from the
     lower tail (values <= max b), the others from the upper tail (values >= min a), so only the
-    tails are ever copied out of a block.
+    tails are ever copied out of a tile.
     """
     n_items = len(unit32)
     half = null_size(n_items) // 2
@@ -171,32 +183,55 @@ def _bracket_pass(
     upper = {k: ab for k, ab in brackets.items() if k not in lower}
     lo_cut = max((b for _, b in lower.values()), default=-np.inf)
     hi_cut = min((a for a, _ in upper.values()), default=np.inf)
+    th = min(n_items, _TILE_ROWS)
+    tw = min(n_items, _TILE_COLS)
+    tril = np.tril(np.ones((th, th), dtype=bool))  # lower triangle + diagonal: not distinct pairs
+
+    def row_block(r0: int) -> tuple[dict[int, int], dict[int, list[tuple[np.ndarray, np.ndarray]]]]:
+        # Cache-sized tiles: every pass after the matmul (compare, nonzero, gather) runs on data
+        # still in L2 instead of streaming a large block from memory several times.
+        counts = dict.fromkeys(brackets, 0)
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in brackets}
+        r1 = min(r0 + th, n_items)
+        h = r1 - r0
+        left = unit32[r0:r1]
+        buf = np.empty(th * tw, dtype=np.float32)
+        for c0 in range(r0, n_items, tw):
+            c1 = min(c0 + tw, n_items)
+            w = c1 - c0
+            sims = buf[: h * w].reshape(h, w)  # contiguous, so flat indices are i * w + j
+            np.matmul(left, unit32[c0:c1].T, out=sims)
+            n_valid = h * w
+            if c0 == r0:  # the diagonal tile: keep only j > i
+                d = min(h, w)
+                sims[:, :d][tril[:h, :d]] = np.nan  # NaN fails every comparison: out of both tails
+                n_valid -= int(np.count_nonzero(tril[:h, :d]))
+            for side, cut, group in (("lo", lo_cut, lower), ("hi", hi_cut, upper)):
+                if not group:
+                    continue
+                idx = np.flatnonzero(sims <= cut) if side == "lo" else np.flatnonzero(sims >= cut)
+                vals = sims.reshape(-1)[idx]
+                for k, (a, b) in group.items():
+                    below = int(np.count_nonzero(vals < a))
+                    counts[k] += below if side == "lo" else n_valid - len(vals) + below
+                    inside = (vals >= a) & (vals <= b)
+                    sel = idx[inside]
+                    parts[k].append((vals[inside], (r0 + sel // w) * n_items + (c0 + sel % w)))
+        return counts, parts
+
+    # Row blocks run on a thread pool with single-threaded BLAS: numpy releases the GIL in matmul
+    # and in the elementwise passes, and one BLAS thread per worker avoids OpenBLAS's thread
+    # hand-off per small matmul, which is very slow when other processes share the cores.
     counts = dict.fromkeys(brackets, 0)
-    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {k: [] for k in brackets}
-    block = max(16, min(n_items, _BLOCK_VALUES // max(n_items, 1)))
-    tril = np.tril(np.ones((block, block), dtype=bool))  # lower triangle + diagonal: not distinct pairs
-    buf = np.empty(block * n_items, dtype=np.float32)
-    for r0 in range(0, n_items, block):
-        r1 = min(r0 + block, n_items)
-        h, w = r1 - r0, n_items - r0
-        sims = buf[: h * w].reshape(h, w)  # contiguous, so flat indices are i * w + j
-        np.matmul(unit32[r0:r1], unit32[r0:].T, out=sims)
-        sims[:, :h][tril[:h, :h]] = np.nan  # NaN fails every comparison, so it drops out of both tails
-        n_valid = h * w - h * (h + 1) // 2
-        for side, cut, group in (("lo", lo_cut, lower), ("hi", hi_cut, upper)):
-            if not group:
-                continue
-            idx = np.flatnonzero(sims <= cut) if side == "lo" else np.flatnonzero(sims >= cut)
-            vals = sims.reshape(-1)[idx]
-            for k, (a, b) in group.items():
-                below = int(np.count_nonzero(vals < a))
-                counts[k] += below if side == "lo" else n_valid - len(vals) + below
-                inside = (vals >= a) & (vals <= b)
-                sel = idx[inside]
-                parts[k].append((vals[inside], (r0 + sel // w).astype(np.int64), (r0 + sel % w).astype(np.int64)))
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in brackets}
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for block_counts, block_parts in pool.map(row_block, range(0, n_items, th)):
+            for k in brackets:
+                counts[k] += block_counts[k]
+                parts[k].extend(block_parts[k])
     values, rows, cols = {}, {}, {}
     for k, items in parts.items():
         values[k] = np.concatenate([p[0] for p in items]) if items else np.empty(0, np.float32)
-        rows[k] = np.concatenate([p[1] for p in items]) if items else np.empty(0, np.int64)
-        cols[k] = np.concatenate([p[2] for p in items]) if items else np.empty(0, np.int64)
+        code = np.concatenate([p[1] for p in items]).astype(np.int64) if items else np.empty(0, np.int64)
+        rows[k], cols[k] = np.divmod(code, n_items)
     return counts, values, rows, cols

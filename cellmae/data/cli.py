@@ -112,6 +112,8 @@ def build(
         None, help="LitData chunk compression, e.g. zstd (default: none)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing shard folder."),
+    part_fields: int = typer.Option(1024, help="Fields per resumable part (a rerun keeps finished parts)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished parts of an interrupted build."),
     pattern: str | None = _PATTERN,
     channels: str | None = _CHANNELS,
     experiment: str | None = _EXPERIMENT,
@@ -149,7 +151,7 @@ def build(
         rep = build_shards(
             screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
             skip_bad=skip_bad, report_path=report, workers=workers, chunk_bytes=chunk_bytes, compression=compression,
-            overwrite=overwrite,
+            overwrite=overwrite, part_fields=part_fields, resume=resume,
         )  # fmt: skip
     except (ValueError, FileExistsError) as e:  # ReadError and SchemaError are ValueErrors naming the file
         rprint(f"[red]error:[/red] {e}")

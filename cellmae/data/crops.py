@@ -88,8 +88,8 @@ class CropDataset:
 
     Item k is crop k % n of field k // n; items are dicts like shard samples
     (``image`` uint8 (C, size, size) numpy array + metadata), so ``torch.utils.data.DataLoader``
-    batches them like :func:`cellmae.data.shards.shard_dataloader` does. Fields are re-read per
-    item; QC is not applied here (use shards for QC-filtered training).
+    batches them like :func:`cellmae.data.shards.shard_dataloader` does. The last field read is
+    cached (sequential access reads each field once); QC is not applied here (use shards for QC-filtered training).
     """
 
     def __init__(
@@ -100,20 +100,24 @@ class CropDataset:
         self.screen, self.crop_size, self.mode, self.seed = screen, crop_size, mode, seed
         self.crops_per_field = crops_per_field
         self.channels = screen.channels
+        self._last: FieldCrops | None = None
 
     def __len__(self) -> int:
         return len(self.screen) * self.crops_per_field
 
     def __getitem__(self, k: int) -> dict:
         i, j = divmod(k, self.crops_per_field)
-        fc = field_crops(
-            self.screen,
-            i,
-            crop_size=self.crop_size,
-            crops_per_field=self.crops_per_field,
-            mode=self.mode,
-            seed=self.seed,
-        )
+        # Sequential access reads each field once: keep the last field's crops (one cache per worker).
+        if self._last is None or self._last.field_index != i:
+            self._last = field_crops(
+                self.screen,
+                i,
+                crop_size=self.crop_size,
+                crops_per_field=self.crops_per_field,
+                mode=self.mode,
+                seed=self.seed,
+            )
+        fc = self._last
         if j >= len(fc.positions):
             raise IndexError(f"field {i} has only {len(fc.positions)} grid tiles of {self.crop_size}")
         return crop_record(self.screen, fc, j)

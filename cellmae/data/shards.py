@@ -13,6 +13,7 @@ loader's ``state_dict()``/``load_state_dict()`` resume mid-epoch.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -20,15 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from cellmae.data.crops import FieldCrops, crop_record, field_crops
+from cellmae.data.crops import CROP_MODES, FieldCrops, crop_record, field_crops
 from cellmae.data.qc import QCConfig
 from cellmae.data.readers.base import ReadError, Screen
 from cellmae.data.schema import SchemaError
-from cellmae.utils.atomic import atomic_dir, atomic_path
+from cellmae.utils.atomic import atomic_dir, atomic_path, write_text_atomic
 
 INFO_FILE = "cellmae_shards.json"
 CROPS_FILE = "crops.parquet"
 SKIPPED_FILE = "skipped.csv"
+PART_FILE = "part.json"
+BUILD_FILE = "build.json"
 FORMAT = "cellmae-shards/1"
 
 
@@ -59,20 +62,61 @@ def _field_job(screen: Screen, i: int, kwargs: dict) -> FieldCrops | dict:
         return {"field_index": i, "path": ";".join(map(str, screen.path(i))), "error": str(e)}
 
 
-def _iter_fields(screen: Screen, kwargs: dict, workers: int):
+def _iter_fields(screen: Screen, fields: range, kwargs: dict, workers: int):
     """Field results in field order; ``workers`` > 0 decodes in processes, at most 2 x workers ahead."""
     if workers <= 0:
-        for i in range(len(screen)):
+        for i in fields:
             yield _field_job(screen, i, kwargs)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
-        nxt = 0
-        while nxt < len(screen) or pending:
-            while nxt < len(screen) and len(pending) < 2 * workers:
-                pending.append(pool.submit(_field_job, screen, nxt, kwargs))
-                nxt += 1
+        todo = iter(fields)
+        for i in todo:
+            pending.append(pool.submit(_field_job, screen, i, kwargs))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
+
+
+def _write_part(screen: Screen, fields: range, part_dir: Path, kwargs: dict, opts: dict, advance) -> None:
+    """Write the crops of ``fields`` as one complete LitData dataset + ``part.json`` (atomically)."""
+    from litdata.streaming.writer import BinaryWriter
+
+    counts = {
+        "fields": 0,
+        "fields_skipped": 0,
+        "crops_written": 0,
+        "qc_candidates": 0,
+        "qc_empty": 0,
+        "qc_out_of_focus": 0,
+    }
+    skipped: list[dict] = []
+    rows: list[dict] = []
+    with atomic_dir(part_dir) as tmp:
+        writer = BinaryWriter(str(tmp), chunk_bytes=opts["chunk_bytes"], compression=opts["compression"])
+        for res in _iter_fields(screen, fields, kwargs, opts["workers"]):
+            advance()
+            if isinstance(res, dict):
+                if not opts["skip_bad"]:
+                    raise ReadError(res["error"])
+                counts["fields_skipped"] += 1
+                skipped.append(res)
+                continue
+            counts["fields"] += 1
+            counts["qc_candidates"] += res.n_candidates
+            counts["qc_empty"] += res.n_empty
+            counts["qc_out_of_focus"] += res.n_out_of_focus
+            for k in range(len(res.positions)):
+                rec = crop_record(screen, res, k)
+                writer.add_item(counts["crops_written"], rec)
+                rows.append({key: v for key, v in rec.items() if key != "image"})
+                counts["crops_written"] += 1
+        if rows:
+            writer.done()
+            writer.merge(num_workers=1)
+            pd.DataFrame(rows).to_parquet(tmp / CROPS_FILE, index=False)
+        (tmp / PART_FILE).write_text(json.dumps({**counts, "skipped": skipped}))
 
 
 def build_shards(
@@ -89,6 +133,8 @@ def build_shards(
     chunk_bytes: str = "64MB",
     compression: str | None = None,
     workers: int = 0,
+    part_fields: int = 1024,
+    resume: bool = True,
     overwrite: bool = False,
     progress: bool = True,
 ) -> ShardReport:
@@ -100,14 +146,22 @@ def build_shards(
     cannot be read is skipped and listed in ``skipped.csv`` (and ``report_path``, CSV or JSON)
     instead of failing the build. ``workers``: processes decoding fields in parallel.
     ``compression``: LitData chunk compression (e.g. "zstd"), None for raw (fastest to read).
-    """
-    from litdata.streaming.writer import BinaryWriter
 
+    Resumable: fields are written in parts of ``part_fields`` under ``.<out>.partial/``; a rerun
+    with the same options (``resume=True``) keeps the finished parts. The parts are merged with
+    ``litdata.merge_datasets`` into ``out_dir``, which appears only when complete.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{out_dir}: already exists and is not empty (pass overwrite=True / --overwrite)"
         )
+    if mode not in CROP_MODES:
+        raise ValueError(f"mode must be one of {CROP_MODES}, got {mode!r}")
+    if crop_size < 1 or (crops_per_field is not None and crops_per_field < 1):
+        raise ValueError(f"crop_size and crops_per_field must be >= 1, got {crop_size} and {crops_per_field}")
+    if part_fields < 1:
+        raise ValueError(f"part_fields must be >= 1, got {part_fields}")
     if not skip_bad:
         screen.check_files()  # fail before any work, naming the first missing file
     kwargs = {
@@ -117,55 +171,87 @@ def build_shards(
         "seed": seed,
         "qc": qc,
     }
+    opts = {"chunk_bytes": chunk_bytes, "compression": compression, "workers": workers, "skip_bad": skip_bad}
+    config = {
+        "source": str(screen.source),
+        "fields": len(screen),
+        "channels": list(screen.channels),
+        **{k: v for k, v in kwargs.items() if k != "qc"},
+        "qc": asdict(qc) if qc else None,
+        **{k: v for k, v in opts.items() if k != "workers"},
+        "part_fields": part_fields,
+    }
+    work = out_dir.parent / f".{out_dir.name}.partial"
+    if work.exists() and (not resume or _json_or_none(work / BUILD_FILE) != config):
+        shutil.rmtree(work)  # other options: the finished parts are not reusable
+    work.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(work / BUILD_FILE, json.dumps(config))
+    parts = [range(s, min(s + part_fields, len(screen))) for s in range(0, len(screen), part_fields)]
+    part_dirs = [work / f"part-{p:05d}" for p in range(len(parts))]
+    with _progress(progress, len(screen), f"shards -> {out_dir.name}") as advance:
+        for fields, part_dir in zip(parts, part_dirs, strict=True):
+            if (part_dir / PART_FILE).is_file():  # finished by an earlier run
+                for _ in fields:
+                    advance()
+                continue
+            _write_part(screen, fields, part_dir, kwargs, opts, advance)
+    summaries = [json.loads((d / PART_FILE).read_text()) for d in part_dirs]
     report = ShardReport(out_dir=str(out_dir))
-    rows: list[dict] = []
+    for summ in summaries:
+        for key in (
+            "fields",
+            "fields_skipped",
+            "crops_written",
+            "qc_candidates",
+            "qc_empty",
+            "qc_out_of_focus",
+        ):
+            setattr(report, key, getattr(report, key) + summ[key])
+        report.skipped.extend(summ["skipped"])
+    if report.crops_written == 0:
+        shutil.rmtree(work)
+        raise ValueError(
+            f"{screen.source}: no crops to write ({report.fields_skipped} field(s) skipped, QC dropped the rest)"
+        )
     with atomic_dir(out_dir) as tmp:
-        writer = BinaryWriter(str(tmp), chunk_bytes=chunk_bytes, compression=compression)
-        with _progress(progress, len(screen), f"shards -> {out_dir.name}") as advance:
-            for res in _iter_fields(screen, kwargs, workers):
-                advance()
-                if isinstance(res, dict):
-                    if not skip_bad:
-                        raise ReadError(res["error"])
-                    report.fields_skipped += 1
-                    report.skipped.append(res)
-                    continue
-                report.fields += 1
-                report.qc_candidates += res.n_candidates
-                report.qc_empty += res.n_empty
-                report.qc_out_of_focus += res.n_out_of_focus
-                for k in range(len(res.positions)):
-                    rec = crop_record(screen, res, k)
-                    writer.add_item(report.crops_written, rec)
-                    rows.append({key: v for key, v in rec.items() if key != "image"})
-                    report.crops_written += 1
-        if report.crops_written == 0:
-            raise ValueError(
-                f"{screen.source}: no crops to write ({report.fields_skipped} field(s) skipped, QC dropped the rest)"
-            )
-        writer.done()
-        writer.merge(num_workers=1)
-        pd.DataFrame(rows).to_parquet(tmp / CROPS_FILE, index=False)
+        _merge_parts([d for d, summ in zip(part_dirs, summaries, strict=True) if summ["crops_written"]], tmp)
         info = {
             "format": FORMAT,
-            "channels": list(screen.channels),
-            "crop_size": crop_size,
-            "crops_per_field": crops_per_field,
-            "mode": mode,
-            "seed": seed,
-            "qc": asdict(qc) if qc else None,
-            "source": str(screen.source),
+            **config,
             "layout": screen.layout,
-            "metadata_columns": [c for c in rows[0] if c.startswith("Metadata_")],
+            "metadata_columns": [
+                c for c in pd.read_parquet(tmp / CROPS_FILE).columns if c.startswith("Metadata_")
+            ],
             **report.as_dict(),
         }
-        info["out_dir"] = str(out_dir)
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
         if report.skipped:
             pd.DataFrame(report.skipped).to_csv(tmp / SKIPPED_FILE, index=False)
+    shutil.rmtree(work, ignore_errors=True)
     if report_path is not None:
         write_report(report, report_path)
     return report
+
+
+def _merge_parts(part_dirs: list[Path], out: Path) -> None:
+    """One LitData dataset (+ crops.parquet) in ``out`` from the non-empty parts, in order."""
+    if len(part_dirs) == 1:  # litdata.merge_datasets needs two or more inputs; one part is the dataset
+        for f in part_dirs[0].iterdir():
+            if f.name != PART_FILE:
+                shutil.copy2(f, out / f.name)
+        return
+    from litdata import merge_datasets
+
+    merge_datasets([str(d) for d in part_dirs], str(out), max_workers=4)
+    tables = [pd.read_parquet(d / CROPS_FILE) for d in part_dirs]
+    pd.concat(tables, ignore_index=True).to_parquet(out / CROPS_FILE, index=False)
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_report(report: ShardReport, path: str | Path) -> Path:
@@ -210,7 +296,11 @@ def shard_dataset(
     from litdata import StreamingDataset
 
     read_shard_info(shard_dir)
-    return StreamingDataset(str(Path(shard_dir).resolve()), shuffle=shuffle, seed=seed, drop_last=drop_last)
+    # batch_decode=False: LitData's default decodes a window of items per shuffled access and copies
+    # every image in it; for ~400 KB crops that measured ~140 vs ~5000 items/s on this machine.
+    return StreamingDataset(
+        str(Path(shard_dir).resolve()), shuffle=shuffle, seed=seed, drop_last=drop_last, batch_decode=False
+    )
 
 
 def shard_dataloader(

@@ -50,8 +50,10 @@ def embed(
     from cellmae.embed.distributed import launch_local, rank_info
     from cellmae.embed.pipeline import run_embedding
 
+    if tile not in ("auto", "full") and not tile.isdigit():
+        raise typer.BadParameter(f"--tile {tile!r}: expected a number of pixels, 'auto' or 'full'")
     options = dict(
-        blocks=blocks, tile=tile if tile in ('auto', 'full') else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
+        blocks=blocks, tile=tile if tile in ("auto", "full") else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
         layout=layout, channels=channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
         num_workers=num_workers, best_block_file=best_block, seed=seed,
     )
@@ -70,9 +72,9 @@ def embed(
             return
         summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0, **options)
     except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {err}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=2) from None
-    console.print(f"[green]{summary.line()}[/]")
+    console.print(f"[green]{summary.line()}[/]", soft_wrap=True, highlight=False)
     if summary.manifest is None:
         console.print("other ranks are still writing their plates; the manifest appears when all are done")
 

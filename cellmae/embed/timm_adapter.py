@@ -71,12 +71,9 @@ class TimmFeatureModel(nn.Module):
         if pool not in {"mean", "cls"}:
             raise ValueError(f"pool={pool!r} is not supported for timm backbones (use 'mean' or 'cls')")
         x = self_standardize(images)
+        extra = {"return_prefix_tokens": True} if pool == "cls" else {}  # CNNs do not take this argument
         out = self.backbone.forward_intermediates(
-            x,
-            indices=[b - 1 for b in blocks],
-            intermediates_only=True,
-            stop_early=True,
-            return_prefix_tokens=pool == "cls",
+            x, indices=[b - 1 for b in blocks], intermediates_only=True, stop_early=True, **extra
         )
         feats = {}
         for b, o in zip(blocks, out, strict=True):

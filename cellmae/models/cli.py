@@ -37,11 +37,20 @@ def register(app: typer.Typer) -> None:
             return
         table = Table(title="cellmae model presets")
         for col in ("name", "family", "params", "encoder", "input", "patch", "channels", "blocks", "dim"):
-            table.add_column(col, justify="right" if col in ("params", "encoder", "patch", "blocks", "dim") else "left")
+            right = col in ("params", "encoder", "patch", "blocks", "dim")
+            table.add_column(col, justify="right" if right else "left", no_wrap=col != "channels")
         for r in rows:
             table.add_row(
                 r["name"], r["family"], f"{r['params'] / 1e6:,.1f}M", f"{r['encoder_params'] / 1e6:,.1f}M",
-                f"uint8 {r['img_size']}x{r['img_size']}", str(r["patch_size"] or "-"), r["channels"],
+                f"{r['img_size']}x{r['img_size']}", str(r["patch_size"] or "-"), _short_channels(r["channels"]),
                 str(r["num_blocks"]), str(r["embed_dim"]),
             )
-        Console().print(table)
+        import sys
+
+        Console(width=None if sys.stdout.isatty() else 140).print(table)  # pipes default to 80 columns
+        typer.echo("Input: uint8 (B, C, H, W) crops, self-standardized inside the model. --json gives full channel lists.")
+
+
+def _short_channels(spec: str) -> str:
+    """'any (<= 11)' stays; a fixed list shows as '6 fixed'."""
+    return spec if spec.startswith("any") else f"{len(spec.split(','))} fixed"

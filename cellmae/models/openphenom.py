@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from cellmae.models.checkpoint import check_state_dict
-from cellmae.models.pos_embed import sincos_2d_pos_embed
 from cellmae.models.registry import create_model
 
 OPENPHENOM_PRESET = "camae_vit_small_patch16_256"

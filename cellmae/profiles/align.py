@@ -173,7 +173,11 @@ def tvn(
             w = _inverse_sqrt_spd(cov)
         m = (a @ w).astype(dtype)
         shift = (c @ w).astype(dtype)
-        out[rows] = x[rows].astype(dtype, copy=False) @ m + shift
+        if isinstance(rows, slice):  # write the product in place: no temporary of the batch
+            np.matmul(x[rows].astype(dtype, copy=False), m, out=out[rows])
+            out[rows] += shift
+        else:
+            out[rows] = x[rows].astype(dtype, copy=False) @ m + shift
     return out
 
 

@@ -1,9 +1,79 @@
-"""CLI command(s) of this stage. Owned by the stage; registered by cellmae/cli.py."""
+"""``cellmae map``: align and aggregate well embeddings into a map of perturbations."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's command(s) to ``app`` (filled in by the stage's implementation)."""
+    """Add ``cellmae map`` to ``app``."""
+
+    @app.command("map")
+    def map_command(
+        embed_dir: Path = typer.Argument(
+            ..., help="Well embeddings: a block folder (plate=<id>/part-*.parquet) or one Parquet file."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder: aligned.parquet, aggregated.parquet, map.json."),
+        align: str = typer.Option(
+            "tvn", "--align", help="tvn | pca_center_scale | center_scale | none (batch alignment, fitted on controls where it says so)."
+        ),
+        agg: str = typer.Option("mean", "--agg", help="mean | median over a perturbation's wells (x concentration for compounds)."),
+        batch_col: str = typer.Option(
+            "Metadata_Experiment", "--batch-col", help="Batch column for alignment, e.g. Metadata_Experiment or Metadata_Plate."
+        ),
+        batch_center: bool = typer.Option(
+            True,
+            "--batch-center/--no-batch-center",
+            help="tvn only: center-scale each batch on all its wells before TVN (as EFAAR pipelines do). "
+            "--no-batch-center runs the bare reference TVN.",
+        ),
+        pca_components: float = typer.Option(
+            0, "--pca-components", help="pca_center_scale only: components to keep (int), a variance share in (0,1), or 0 for all."
+        ),
+        types: str = typer.Option(
+            "", "--types", help="Comma-separated perturbation types to keep (e.g. CRISPR,COMPOUND); controls always kept. Default: all."
+        ),
+        drop: str = typer.Option("", "--drop", help="Comma-separated perturbation names to leave out of the map."),
+        min_replicates: int = typer.Option(1, "--min-replicates", help="Drop perturbations with fewer wells than this."),
+    ) -> None:
+        """Filter, align (TVN / PCA + center-scale / center-scale per batch) and aggregate well embeddings.
+
+        Writes aligned.parquet (one row per well), aggregated.parquet (one row per perturbation, or
+        perturbation x concentration for compounds; controls excluded) and map.json (options, counts).
+        """
+        from rich.console import Console
+
+        from cellmae.profiles.pipeline import MapOptions, build_map
+
+        comps: int | float | None
+        if pca_components == 0:
+            comps = None
+        elif 0 < pca_components < 1:
+            comps = float(pca_components)
+        elif pca_components >= 1 and float(pca_components).is_integer():
+            comps = int(pca_components)
+        else:
+            raise typer.BadParameter(f"{pca_components}: give an integer >= 1, a share in (0, 1), or 0", param_hint="--pca-components")
+        opts = MapOptions(
+            align=align,
+            agg=agg,
+            batch_col=batch_col,
+            batch_center_first=batch_center,
+            pca_components=comps,
+            keep_types=tuple(t.strip() for t in types.split(",") if t.strip()) or None,
+            drop_perturbations=tuple(t.strip() for t in drop.split(",") if t.strip()) or None,
+            min_replicates=min_replicates,
+        )
+        try:
+            opts.check()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        console = Console(stderr=True)
+        with console.status(f"building map from {embed_dir} ({align}, {agg})"):
+            summary = build_map(embed_dir, out, opts)
+        console.print(
+            f"[green]map written[/green] to {out}: {summary['wells']} wells ({summary['control_wells']} controls, "
+            f"{summary['batches']} batches) -> {summary['profiles']} profiles x {summary['output_dim']} dims"
+        )

@@ -8,10 +8,6 @@ import pandas as pd
 
 from cellmae.data.schema import (
     CONCENTRATION,
-    EXPERIMENT,
-    IS_CONTROL,
-    PERTURBATION,
-    PERTURBATION_TYPE,
     SchemaError,
     feature_columns,
     validate_metadata,
@@ -52,5 +48,3 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
         table.to_parquet(tmp, index=False)
     return path
 
-
-REQUIRED = (EXPERIMENT, PERTURBATION, PERTURBATION_TYPE, IS_CONTROL)

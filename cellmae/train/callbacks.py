@@ -102,7 +102,8 @@ class MetricsCSV(Callback):
             "elapsed_s": round(self._elapsed_before + now - (self._t0 or now), 3),
             **{k: sum(v) / len(v) for k, v in self._extras.items()},
         }
-        pl_module.log("crops_per_s", crops_per_s, on_step=True, on_epoch=False, logger=True, rank_zero_only=True)
+        if trainer.loggers:
+            pl_module.log("crops_per_s", crops_per_s, on_step=True, on_epoch=False, rank_zero_only=True)
         if self._writer is not None:
             self._writer.writerow(row)
         self._losses, self._extras, self._crops, self._lr = [], {}, 0, None

@@ -64,7 +64,10 @@ def register(app: typer.Typer) -> None:
         except (NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             raise typer.Exit(1) from None
-        typer.echo(f"trained model written to {out}")
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        if rank_zero_only.rank == 0:
+            typer.echo(f"trained model written to {out}")
 
     @app.command("scaling-study")
     def scaling_study(

@@ -56,6 +56,8 @@ class DataConfig:
     crop_size: int | None = _opt(None, "crop size when shards are built from a screen folder (None: the model's "
                                  "img_size)", ge=8)
     crops_per_field: int = _opt(16, "random crops per field when shards are built from a screen folder", ge=1)
+    keep_wells: str | None = _opt(None, "kept_wells.csv from `cellmae curate`: train only on these wells "
+                                  "(applies when shards are built from a screen folder)")
     fraction: float = _opt(1.0, "fraction of the shard set to train on (data-size axis of scaling studies)",
                            gt=0.0, le=1.0)
     label_column: str = _opt("Metadata_Perturbation", "metadata column holding the class label (wsl task)")
@@ -92,6 +94,8 @@ class TrainerConfig:
     devices: Any = _opt("auto", "devices per node: 'auto', a count, or a list of indices")
     num_nodes: int = _opt(1, "nodes (multi-node via torchrun or SLURM)", ge=1)
     strategy: str = _opt("auto", "distribution strategy", choices=("auto", "ddp", "fsdp", "ddp_spawn", "single"))
+    find_unused_parameters: bool = _opt(True, "DDP: allow parameters unused in a step (a CA-MAE's channel slots "
+                                        "beyond the data's channels); false is faster for fixed-channel models")
     precision: str = _opt("auto", "auto (bf16-mixed where supported) | bf16 | fp16 | fp32",
                           choices=("auto", "bf16", "fp16", "fp32"))
     log_every_n_steps: int = _opt(10, "log metrics every N steps", ge=1)

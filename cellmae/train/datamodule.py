@@ -68,6 +68,5 @@ class ShardDataModule(pl.LightningDataModule):
 
     def preview_batch(self, n: int) -> dict[str, Any]:
         """The first ``n`` crops of the unshuffled shards as one batch (fixed reconstruction examples)."""
-        loader = shard_dataloader(self.shard_dir, batch_size=n, num_workers=0, shuffle=False, seed=0,
-                                  drop_last=False)
+        loader = shard_dataloader(self.shard_dir, batch_size=n, num_workers=0, shuffle=False, seed=0)
         return next(iter(loader))

@@ -77,8 +77,7 @@ def build_strategy(cfg: TrainConfig, model: nn.Module) -> Any:
     if s == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        # static_graph is unsafe with activation checkpointing variants; find_unused off is the fast path.
-        return DDPStrategy(find_unused_parameters=False)
+        return DDPStrategy(find_unused_parameters=cfg.trainer.find_unused_parameters)
     if s == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 

@@ -50,6 +50,9 @@ def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size:
 
     data = Path(data)
     if is_shard_dir(data):
+        if cfg.data.keep_wells:
+            raise ConfigError(f"data.keep_wells needs a screen folder, but {data} is already a shard set; pass the "
+                              "screen folder so the curated shards are built into OUT/shards")
         return data
     if not data.exists():
         raise FileNotFoundError(f"--shards {data}: no such folder (expected a shard set or a screen folder)")
@@ -67,6 +70,10 @@ def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size:
     from cellmae.data.shards import build_shards
 
     screen = open_screen(data)
+    if cfg.data.keep_wells:
+        from cellmae.train.curation import WellSubsetScreen, read_kept_wells
+
+        screen = WellSubsetScreen(screen, read_kept_wells(cfg.data.keep_wells))
     build_shards(screen, shard_dir, crop_size=crop_size, crops_per_field=cfg.data.crops_per_field, seed=cfg.seed,
                  progress=cfg.trainer.progress_bar)
     return shard_dir

@@ -100,12 +100,8 @@ def make_cellpainting(tmp_path: Path):
                     for ch in column_order:
                         k = ("DNA", "ER", "RNA", "AGP", "Mito").index(ch)
                         name = f"{plate}_{well}_s{site}_{ch}.tiff"
-                        tifffile.imwrite(
-                            root / "images" / plate / name
-                            if (root / "images" / plate).is_dir()
-                            else _mk(root / "images" / plate) / name,
-                            arr[k],
-                        )
+                        (root / "images" / plate).mkdir(parents=True, exist_ok=True)
+                        tifffile.imwrite(root / "images" / plate / name, arr[k])
                         row[f"FileName_Orig{ch}"] = name
                         row[f"PathName_Orig{ch}"] = f"images/{plate}"
                     rows.append(row)
@@ -114,8 +110,3 @@ def make_cellpainting(tmp_path: Path):
         return csv, fields
 
     return make
-
-
-def _mk(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p

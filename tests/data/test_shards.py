@@ -8,7 +8,7 @@ from litdata.utilities.env import _DistributedEnv
 from cellmae.data import schema as S
 from cellmae.data.crops import field_crops
 from cellmae.data.qc import QCConfig
-from cellmae.data.readers import open_screen
+from cellmae.data.readers import ReadError, open_screen
 from cellmae.data.shards import build_shards, read_shard_info, shard_dataloader, shard_dataset
 
 
@@ -121,3 +121,32 @@ def test_grid_mode_qc_counts_and_overwrite_guard(make_rxrx, tmp_path) -> None:
     )
     assert rep.qc_candidates == 12 and rep.crops_written + rep.qc_empty + rep.qc_out_of_focus == 12
     assert read_shard_info(tmp_path / "q2")["qc"]["min_focus"] == QCConfig().min_focus
+
+
+def test_interrupted_build_resumes_from_finished_parts(make_rxrx, tmp_path) -> None:
+    root, _ = make_rxrx(sites=2, size=32, n_channels=2, channels_json=["DNA", "Mito"])
+    screen = open_screen(root)
+    bad = screen.path(9)[1]
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(good_bytes[:40])
+    opts = {"crop_size": 16, "crops_per_field": 2, "seed": 1, "progress": False, "part_fields": 4}
+    with pytest.raises(ReadError, match=str(bad)):
+        build_shards(screen, tmp_path / "out", **opts)
+    partial = tmp_path / ".out.partial"
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.parent.name for p in partial.glob("part-*/part.json")) == ["part-00000", "part-00001"]
+    bad.write_bytes(good_bytes)
+    reads = []
+    original = screen.read_field
+    screen.read_field = lambda i: reads.append(i) or original(i)
+    rep = build_shards(screen, tmp_path / "out", **opts)
+    assert reads == [8, 9, 10, 11] and rep.crops_written == 24 and not partial.exists()
+    fresh = build_shards(open_screen(root), tmp_path / "fresh", **opts)
+    assert fresh.crops_written == 24
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "out" / "crops.parquet"),
+        pd.read_parquet(tmp_path / "fresh" / "crops.parquet"),
+    )
+    a = [b["image"] for b in shard_dataloader(tmp_path / "out", batch_size=8, shuffle=False)]
+    b = [b["image"] for b in shard_dataloader(tmp_path / "fresh", batch_size=8, shuffle=False)]
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))

@@ -75,3 +75,20 @@ def write_rxrx_screen(
 def rxrx_screen(tmp_path_factory) -> Path:
     """6-channel RxRx screen: 2 plates x 6 wells x 2 sites."""
     return write_rxrx_screen(tmp_path_factory.mktemp("screen6"))
+
+
+@pytest.fixture(scope="session")
+def small_screen(tmp_path_factory) -> Path:
+    """6-channel RxRx screen of 64 x 64 fields (one tile each): 2 plates x 4 wells x 2 sites."""
+    return write_rxrx_screen(tmp_path_factory.mktemp("small6"), wells=4, size=64, seed=1)
+
+
+@pytest.fixture(scope="session")
+def camae4():
+    """A random-init channel-agnostic CA-MAE, 4 blocks deep (cheap on a loaded 2-core CPU)."""
+    import torch
+
+    from cellmae.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("camae_vit_tiny_patch8_64", depth=4, decoder_depth=1).eval()

@@ -176,14 +176,10 @@ def _schema_frame(raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
             S.SITE: raw["site"],
             S.PERTURBATION: pert,
             S.PERTURBATION_TYPE: ptype,
-            S.CONCENTRATION: pd.to_numeric(get("concentration"), errors="coerce")
-            if "concentration" in raw.columns
-            else np.nan,
+            S.CONCENTRATION: get("concentration"),  # validate_metadata names a non-numeric row
             S.IS_CONTROL: is_control,
         }
     )
-    if "concentration" in raw.columns:
-        out[S.CONCENTRATION] = raw["concentration"]  # let the schema name a non-numeric row
     for src, dst in (("well_type", "Metadata_WellType"), ("cell_type", "Metadata_CellType")):
         if src in raw.columns:
             out[dst] = raw[src].fillna("")

@@ -92,7 +92,12 @@ def sample_biology(spec, rng: np.random.Generator) -> Biology:
     genes = pd.concat(rows, ignore_index=True)
 
     group_ids = genes["group"].drop_duplicates().tolist()
-    active = rng.random(len(group_ids)) >= spec.null_group_fraction
+    # an exact share of null groups (not a coin per group) so small screens have them too
+    n_null = int(round(spec.null_group_fraction * len(group_ids)))
+    if spec.null_group_fraction > 0 and len(group_ids) >= 2:
+        n_null = max(1, n_null)
+    active = np.ones(len(group_ids), bool)
+    active[1 + rng.permutation(len(group_ids) - 1)[: min(n_null, len(group_ids) - 1)]] = False
     active[0] = True  # at least one group with a phenotype ...
     base = np.exp(rng.normal(np.log(2.2), 0.45, size=len(group_ids)))
     base[0] = 5.0  # ... and it is strong, so tests and previews always have a visible group

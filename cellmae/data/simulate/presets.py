@@ -80,13 +80,15 @@ class ScreenSpec:
         return (self.plate_rows - 2) * (self.plate_cols - 2)
 
 
+# tiny: 128 px fields hold ~19 cells, so two sites per well and 8 controls per plate keep
+# simple per-well features reliable enough for tests of the ground truth
 _TINY = dict(
-    n_genes=12, n_compounds=2, doses_uM=(0.3, 3.0), n_experiments=2, controls_per_plate=6,
-    field_size=128, guides_per_gene=2,
+    n_genes=12, n_compounds=2, doses_uM=(0.3, 3.0), n_experiments=2, controls_per_plate=8,
+    field_size=128, sites_per_well=2, guides_per_gene=2,
 )
-_DEMO: dict = {}  # the dataclass defaults are the demo
+_DEMO: dict = {"workers": 2}  # otherwise the dataclass defaults are the demo
 _LARGE = dict(
-    n_genes=3000, n_compounds=40, n_experiments=4, controls_per_plate=30, workers=2,
+    n_genes=3000, n_compounds=40, n_experiments=3, controls_per_plate=30, workers=2,
 )
 
 PRESETS: dict[str, dict] = {

@@ -86,7 +86,7 @@ def write_preview(root: str | Path, out_png: str | Path, crop: int = 128) -> Pat
     for j, (title, _) in enumerate(cols):
         axes[0, j].imshow(rgb[j])
         axes[0, j].set_title(title, fontsize=7)
-        for i, c in enumerate(channels):
+        for i in range(len(channels)):
             axes[i + 1, j].imshow(norm[j, i], cmap="gray", vmin=0, vmax=1)
     for i, name in enumerate(["composite", *channels]):
         axes[i, 0].set_ylabel(name, fontsize=8)

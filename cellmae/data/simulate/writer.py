@@ -25,8 +25,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellmae.data.simulate.batch_effects import SHIFT_COLUMNS, channels_uint8, mixing_matrix, sample_batch_effects
-from cellmae.data.simulate.biology import EFFECT_COLUMNS, MORPHOLOGY_PARAMS, Biology, relationship_pairs, sample_biology
+from cellmae.data.simulate.batch_effects import (
+    SHIFT_COLUMNS,
+    channels_uint8,
+    mixing_matrix,
+    sample_batch_effects,
+)
+from cellmae.data.simulate.biology import (
+    EFFECT_COLUMNS,
+    MORPHOLOGY_PARAMS,
+    Biology,
+    relationship_pairs,
+    sample_biology,
+)
 from cellmae.data.simulate.layout import well_layout
 from cellmae.data.simulate.presets import ScreenSpec, resolve_spec
 from cellmae.data.simulate.render import place_cells, render_stains, sample_cells
@@ -114,11 +125,14 @@ def simulate_screen(out_dir: str | os.PathLike, preset: str = "tiny", seed: int 
     """
     spec = resolve_spec(preset, **overrides)
     mixing_matrix(spec.channels)  # fail on unknown channel names before any work
-    root = Path(out_dir)
+    root = Path(out_dir).absolute()
     record = _spec_record(spec, preset, seed)
     if root.exists():
         if _same_run(root / "truth" / "simulation.json", record) and (root / "metadata.csv").is_file():
             return root
+        if not (root / "truth" / "simulation.json").is_file() and any(root.iterdir()):
+            # never delete a folder we did not write, even with overwrite
+            raise FileExistsError(f"simulate: {root} exists, is not empty and is not a simulated screen; choose another folder")
         if not overwrite:
             raise FileExistsError(f"simulate: {root} exists and holds another screen; pass overwrite=True (--overwrite)")
     stage = root.with_name(f".{root.name}.partial")

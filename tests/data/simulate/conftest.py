@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,13 @@ def control_zscores(wells: pd.DataFrame) -> np.ndarray:
         mu, sd = ctrl.mean(0), ctrl.std(0) + 1e-6
         out[wells.index.get_indexer(idx)] = (g[cols].to_numpy() - mu) / sd
     return out
+
+
+@pytest.fixture(scope="session")
+def helpers() -> SimpleNamespace:
+    """The feature helpers of this conftest, for tests (test modules cannot import conftest)."""
+    return SimpleNamespace(site_image=site_image, site_features=site_features, well_features=well_features,
+                           control_zscores=control_zscores)
 
 
 @pytest.fixture(scope="session")

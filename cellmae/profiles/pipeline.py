@@ -1,0 +1,109 @@
+"""``cellmae map``: embeddings folder -> filter -> align -> aggregate -> map folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellmae.data.schema import EXPERIMENT, IS_CONTROL, SchemaError, feature_column, feature_columns
+from cellmae.profiles.aggregate import AGG_METHODS, aggregate
+from cellmae.profiles.align import ALIGN_METHODS, align
+from cellmae.profiles.filtering import filter_wells
+from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, SUMMARY_FILE, read_well_embeddings, write_table
+from cellmae.utils.atomic import write_text_atomic
+
+
+@dataclass
+class MapOptions:
+    """Everything that decides a map (saved to ``map.json`` next to the tables)."""
+
+    align: str = "tvn"
+    agg: str = "mean"
+    batch_col: str = EXPERIMENT
+    batch_center_first: bool = True
+    pca_components: int | float | None = None
+    keep_types: tuple[str, ...] | None = None
+    drop_perturbations: tuple[str, ...] | None = None
+    min_replicates: int = 1
+    drop_nonfinite: bool = True
+
+    def check(self) -> None:
+        if self.align not in ALIGN_METHODS:
+            raise ValueError(f"--align {self.align!r}: choose one of {list(ALIGN_METHODS)}")
+        if self.agg not in AGG_METHODS:
+            raise ValueError(f"--agg {self.agg!r}: choose one of {list(AGG_METHODS)}")
+        if self.min_replicates < 1:
+            raise ValueError(f"--min-replicates must be >= 1, got {self.min_replicates}")
+
+
+def map_tables(wells: pd.DataFrame, opts: MapOptions) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(aligned wells, aggregated profiles, summary) from a well table, in memory."""
+    opts.check()
+    if opts.batch_col not in wells.columns:
+        raise SchemaError(f"batch column {opts.batch_col!r} not in the embeddings; have {list(wells.columns)[:12]}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    wells, report = filter_wells(
+        wells,
+        keep_types=opts.keep_types,
+        drop_perturbations=opts.drop_perturbations,
+        min_replicates=opts.min_replicates,
+        drop_nonfinite=opts.drop_nonfinite,
+    )
+    if wells.empty:
+        raise ValueError(f"no wells left after filtering: {report.as_dict()}")
+    timings["filter_s"] = time.perf_counter() - t0
+    feats = feature_columns(wells)
+    meta = wells.drop(columns=feats)
+    x = wells[feats].to_numpy(dtype=np.float32)
+    t0 = time.perf_counter()
+    aligned = align(
+        x,
+        meta[opts.batch_col].astype(str).to_numpy(),
+        meta[IS_CONTROL].to_numpy(dtype=bool),
+        opts.align,
+        batch_center_first=opts.batch_center_first,
+        n_components=opts.pca_components,
+    )
+    timings["align_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    groups, profiles = aggregate(aligned, meta, opts.agg)
+    timings["aggregate_s"] = time.perf_counter() - t0
+    names = [feature_column(i) for i in range(aligned.shape[1])]
+    aligned_table = pd.concat([meta.reset_index(drop=True), pd.DataFrame(aligned, columns=names)], axis=1)
+    aggregated_table = pd.concat([groups, pd.DataFrame(profiles, columns=names)], axis=1)
+    summary = {
+        "options": asdict(opts),
+        "filter": report.as_dict(),
+        "wells": len(aligned_table),
+        "control_wells": int(meta[IS_CONTROL].sum()),
+        "batches": int(meta[opts.batch_col].nunique()),
+        "input_dim": len(feats),
+        "output_dim": aligned.shape[1],
+        "profiles": len(aggregated_table),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
+    return aligned_table, aggregated_table, summary
+
+
+def build_map(embed_dir: str | Path, out_dir: str | Path, opts: MapOptions | None = None) -> dict:
+    """Read ``embed_dir``, build the map, write ``aligned.parquet``, ``aggregated.parquet`` and
+    ``map.json`` into ``out_dir`` (each atomically; ``map.json`` last, so its presence means the
+    map is complete). Returns the summary."""
+    opts = opts or MapOptions()
+    opts.check()
+    wells = read_well_embeddings(embed_dir)
+    aligned, aggregated, summary = map_tables(wells, opts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # an old summary must not vouch for new tables
+    write_table(aligned, out_dir / ALIGNED_FILE)
+    write_table(aggregated, out_dir / AGGREGATED_FILE)
+    summary["input"] = str(Path(embed_dir))
+    write_text_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
