@@ -225,7 +225,7 @@ def main() -> None:
         if args.reference:
             ref = _run_worker(f"{name}_reference", argv)
             tr = statistics.median(ref["times"])
-            line += f"\n    reference: {tr:.3f} s, peak RSS {ref['peak_rss_mb']:.0f} MB -> speed-up {tr / t:.1f}x, memory {ref['peak_rss_mb'] / ours['peak_rss_mb']:.1f}x less"
+            line += f"\n    reference: {tr:.3f} s, peak RSS {ref['peak_rss_mb']:.0f} MB -> speed-up {tr / t:.1f}x, peak RSS reference/ours {ref['peak_rss_mb'] / ours['peak_rss_mb']:.1f}x"
         print(line, flush=True)
 
 

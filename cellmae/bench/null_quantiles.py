@@ -127,8 +127,10 @@ def _resolve_rank(
         return (a - width, b) if pos < 0 else (a, b + width)
     t32 = float(np.partition(v32, pos)[pos])  # selection, not a sort
     lo, hi = t32 - 2 * eps, t32 + 2 * eps
-    if lo < a or hi > b:  # the float64 band around the answer is not all inside the bracket
-        return (min(a, lo - eps), max(b, hi + eps))
+    # The band must sit inside the bracket with room to spare: the tile comparisons round a and b
+    # to float32 (a few 1e-9), which the extra eps covers.
+    if lo - eps < a or hi + eps > b:
+        return (min(a, lo - 2 * eps), max(b, hi + 2 * eps))
     band = (v32 >= lo) & (v32 <= hi)
     below = count_below_a + int(np.count_nonzero(v32 < lo))
     r, c = rows[band], cols[band]

@@ -2,8 +2,9 @@
 
 On disk a shard set is a LitData dataset (``index.json`` + ``chunk-*.bin``) plus cellmae sidecars:
 ``cellmae_shards.json`` (channels, crop size, counts, build options), ``crops.parquet`` (one row per
-crop: metadata and position) and, when fields were skipped, ``skipped.csv``. The whole folder is
-written under a temporary name and renamed when complete, so a shard set is never half-written.
+crop: metadata and position) and, when fields were skipped, ``skipped.csv``. Fields are written in
+parts under ``.<out>.partial/`` (kept across a crash so a rerun resumes), then merged into a
+temporary folder that is renamed onto ``<out>`` when complete: a shard set is never half-written.
 
 Reading uses ``litdata.StreamingDataset``/``StreamingDataLoader``: samples are split across ranks
 (torch.distributed) and dataloader workers, shuffled deterministically by seed and epoch, and the
@@ -13,6 +14,7 @@ loader's ``state_dict()``/``load_state_dict()`` resume mid-epoch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -70,8 +72,7 @@ def _iter_fields(screen: Screen, fields: range, kwargs: dict, workers: int):
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
-        todo = iter(fields)
-        for i in todo:
+        for i in fields:
             pending.append(pool.submit(_field_job, screen, i, kwargs))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
@@ -188,7 +189,7 @@ def build_shards(
     write_text_atomic(work / BUILD_FILE, json.dumps(config))
     parts = [range(s, min(s + part_fields, len(screen))) for s in range(0, len(screen), part_fields)]
     part_dirs = [work / f"part-{p:05d}" for p in range(len(parts))]
-    with _progress(progress, len(screen), f"shards -> {out_dir.name}") as advance:
+    with _Progress(progress, len(screen), f"shards -> {out_dir.name}") as advance:
         for fields, part_dir in zip(parts, part_dirs, strict=True):
             if (part_dir / PART_FILE).is_file():  # finished by an earlier run
                 for _ in fields:
@@ -238,7 +239,7 @@ def _merge_parts(part_dirs: list[Path], out: Path) -> None:
     if len(part_dirs) == 1:  # litdata.merge_datasets needs two or more inputs; one part is the dataset
         for f in part_dirs[0].iterdir():
             if f.name != PART_FILE:
-                shutil.copy2(f, out / f.name)
+                os.replace(f, out / f.name)  # same filesystem: a rename, no copy
         return
     from litdata import merge_datasets
 
@@ -327,7 +328,7 @@ def shard_dataloader(
     return StreamingDataLoader(ds, batch_size=batch_size, num_workers=num_workers, **loader_kwargs)
 
 
-class _progress:
+class _Progress:
     """A rich progress bar (or nothing) as a context manager yielding an ``advance()`` callable."""
 
     def __init__(self, enabled: bool, total: int, label: str) -> None:

@@ -157,7 +157,8 @@ def similarity_heatmap(sim: np.ndarray, names: Sequence[str], groups: Sequence[s
     size = min(11.0, 3.0 + 0.18 * n)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
+    # the pad leaves room between the matrix and the colour bar for the group names
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.22, label="cosine similarity")
     if n <= 60:
         ax.set_xticks(range(n), names, rotation=90, fontsize=6)
         ax.set_yticks(range(n), names, fontsize=6)
@@ -186,7 +187,7 @@ def distributions(values: Mapping[str, np.ndarray], *, xlabel: str, title: str,
     if nulls:
         finite += [v[np.isfinite(v)] for v in nulls.values() if len(v)]
     allv = np.concatenate(finite) if finite else np.zeros(1)
-    bins = np.linspace(float(allv.min()), float(allv.max()) + 1e-9, 40)
+    bins = np.linspace(float(allv.min()), float(allv.max()) + 1e-9, 30)
     for color, (name, v) in zip(_palette(len(values)), values.items(), strict=True):
         color = _color(name, colors, color)
         v = v[np.isfinite(v)]

@@ -146,6 +146,10 @@ td.best { font-weight:700; }
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:10px 14px; min-width:170px; }
 .card .v { font-size:22px; font-weight:600; }
 .card .k { color:var(--muted); font-size:12px; }
+.row { display:flex; flex-wrap:wrap; gap:16px; align-items:flex-start; }
+.row figure img { max-width:560px; }
+details { margin:8px 0; font-size:13px; }
+summary { cursor:pointer; color:var(--accent); }
 .warn { background:#fff6e5; border:1px solid #f0c36d; padding:8px 12px; border-radius:4px; font-size:13px; }
 </style>
 </head>

@@ -34,6 +34,7 @@ class TrainingRun:
     metrics: pd.DataFrame | None
     recon_pngs: list[Path]
     config: dict | None
+    summary: dict | None = None
 
 
 @dataclass
@@ -155,7 +156,8 @@ def load_training(root: Path) -> list[TrainingRun]:
         pngs = sorted((d / "recon").glob("*.png")) if (d / "recon").is_dir() else []
         if metrics is None and not pngs:
             continue
-        runs.append(TrainingRun(model=d.name, path=d, metrics=metrics, recon_pngs=pngs, config=read_json(d / "config.json")))
+        runs.append(TrainingRun(model=d.name, path=d, metrics=metrics, recon_pngs=pngs, config=read_json(d / "config.json"),
+                                summary=read_json(d / "summary.json")))
     return runs
 
 

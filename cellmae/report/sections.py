@@ -61,14 +61,32 @@ def overview_section(run: RunContents) -> Section:
         facts.append(("transfer methods", ", ".join(m.label for m in run.transfer.methods) or "none"))
         if run.transfer.screen_channels:
             facts.append(("transfer screen channels", ", ".join(run.transfer.screen_channels)))
-    for key, val in views.flatten_summary(run.demo_info or {}).items():
-        facts.append((f"demo · {key}", val))
     sec.parts.append(table_html(pd.DataFrame(facts, columns=["item", "value"]).astype({"value": object})))
+    sec.parts.extend(_demo_parts(run.demo_info))
     missing = [m.model for m in run.methods if m.bench_dir is None]
     if missing:
         sec.parts.append(f'<p class="warn">No bench outputs for: {esc(", ".join(missing))}. '
                          "Run `cellmae bench` on their map folders to include them.</p>")
     return sec
+
+
+def _demo_parts(info: dict | None) -> list[str]:
+    """Stage timings and settings of a `cellmae demo` run (RUN/demo.json), folded away."""
+    if not info:
+        return []
+    parts = []
+    secs = info.get("stage_seconds") or {}
+    if secs:
+        reused = set(info.get("stages_reused") or [])
+        rows = [(k, float(v), "reused" if k in reused else "ran") for k, v in secs.items()]
+        table = pd.DataFrame(rows, columns=["stage", "seconds", "status"])
+        parts.append(f"<details><summary>Demo stages ({esc(format_number(float(sum(v for k, v, st in rows if st == 'ran')), 3))} s "
+                     f"this run)</summary>{table_html(table)}</details>")
+    settings = views.flatten_summary(info.get("settings") or {})
+    if settings:
+        table = pd.DataFrame(list(settings.items()), columns=["setting", "value"]).astype({"value": object})
+        parts.append(f"<details><summary>Demo settings</summary>{table_html(table)}</details>")
+    return parts
 
 
 def training_section(run: RunContents) -> Section:
@@ -85,8 +103,11 @@ def training_section(run: RunContents) -> Section:
             continue
         sec.parts.append(f"<h3>Reconstructions · {esc(t.model)}</h3>")
         shown = [t.recon_pngs[0], t.recon_pngs[-1]] if len(t.recon_pngs) > 1 else t.recon_pngs
-        for png in shown:
-            sec.parts.append(figure_html(png.read_bytes(), f"{t.model}: {png.stem}"))
+        figs = "".join(figure_html(png.read_bytes(), f"{t.model}: {png.stem}") for png in shown)
+        sec.parts.append(f'<div class="row">{figs}</div>')
+    summaries = [{"model": t.model, **views.flatten_summary(t.summary)} for t in run.training if t.summary]
+    if summaries:
+        sec.parts.append(table_html(pd.DataFrame(summaries), caption="Training summary (train/<model>/summary.json)."))
     return sec
 
 
@@ -215,7 +236,8 @@ def numbers_section(run: RunContents) -> Section:
             continue
         for m in r.methods:
             if m.summary:
-                rows.append({"method": prefix + m.label, **views.flatten_summary(m.summary)})
+                flat = {k: v for k, v in views.flatten_summary(m.summary).items() if k not in ("schema", "map_dir")}
+                rows.append({"method": prefix + m.label, **flat})
     if not rows:
         sec.parts.append(_missing("No summary.json found under bench/", "run `cellmae bench`."))
         return sec

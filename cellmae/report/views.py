@@ -138,6 +138,8 @@ def group_labels(meta: pd.DataFrame, truth_genes: pd.DataFrame | None) -> np.nda
         labels = meta[schema.PERTURBATION_TYPE].astype(str).to_numpy(object)
     else:
         labels = np.full(len(meta), "well", dtype=object)
+    if schema.PERTURBATION_TYPE in meta:  # compounds are not genes: name them as such, not "other"
+        labels[meta[schema.PERTURBATION_TYPE].astype(str).str.upper().eq("COMPOUND").to_numpy()] = "compound"
     labels[is_ctrl] = CONTROL_LABEL
     return labels
 

@@ -68,7 +68,10 @@ class CellPaintingScreen(Screen):
         available = load_data_channels(list(raw.columns))
         if not available:
             raise ReadError(f"{csv}: no {FILE_PREFIX}<channel> columns; have {list(raw.columns)}")
-        chans = tuple(channels) if channels else available
+        # JUMP files also list brightfield planes (Brightfield, HighZBF, LowZBF); the default is the
+        # five fluorescent Cell Painting channels when all are there, the others on request.
+        default = S.CELLPAINTING_CHANNELS if set(S.CELLPAINTING_CHANNELS) <= set(available) else available
+        chans = tuple(channels) if channels else default
         for c in chans:
             if c not in available:
                 raise ReadError(

@@ -28,6 +28,20 @@ def test_load_data_16bit_channels_in_canonical_order(make_cellpainting) -> None:
     )
 
 
+def test_brightfield_columns_are_read_only_on_request(make_cellpainting) -> None:
+    csv, fields = make_cellpainting()
+    ld = pd.read_csv(csv)
+    ld["FileName_OrigBrightfield"], ld["PathName_OrigBrightfield"] = (
+        ld["FileName_OrigER"],
+        ld["PathName_OrigER"],
+    )
+    ld.to_csv(csv, index=False)
+    assert open_screen(csv).channels == S.CELLPAINTING_CHANNELS
+    both = open_screen(csv, channels=["Brightfield", "DNA"])
+    raw = fields[(both.metadata.at[0, S.PLATE], both.metadata.at[0, S.WELL], both.metadata.at[0, S.SITE])]
+    np.testing.assert_array_equal(both.read_raw(0), raw[[1, 0]])
+
+
 def test_platemap_join_and_missing_row(make_cellpainting, tmp_path) -> None:
     csv, _ = make_cellpainting()
     pm = pd.DataFrame(

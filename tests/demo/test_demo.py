@@ -1,0 +1,82 @@
+"""`cellmae demo` end to end on the tiny preset: every stage runs, every method reaches the report,
+and a rerun reuses the finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cellmae.cli import app
+from cellmae.demo.pipeline import headline_numbers, run_demo
+from cellmae.demo.settings import DemoSettings
+
+# A tiny model for a few steps: this checks the wiring, not the quality (docs/demo.md has the real numbers).
+TINY = dict(preset="tiny", steps=2, max_train_minutes=None, transfer_preset="cellpainting-tiny", progress=False,
+            train_overrides=("model.kwargs.depth=2", "data.batch_size=4"), crops_per_field=2, batch_size=16,
+            workers=0)
+METHODS = ("camae", "random-init", "handcrafted")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("demo") / "RUN"
+    return run_demo(DemoSettings(out=out, **TINY))
+
+
+@pytest.mark.slow
+def test_demo_writes_every_stage_and_method(demo_run) -> None:
+    root = demo_run.root
+    assert (root / "train" / "camae" / "model.safetensors").is_file()
+    assert (root / "train" / "camae" / "metrics.csv").is_file()
+    for base in (root, root / "transfer"):
+        for m in METHODS:
+            benches = list((base / "bench" / m).glob("block*/summary.json"))
+            assert benches, f"no bench summary for {m} under {base}"
+            summary = json.loads(benches[0].read_text())
+            assert "sim-truth" in summary["recall"]
+    # The trained model and its random-init twin have 2 blocks each: probes chose one of them.
+    for m in ("camae", "random-init"):
+        best = json.loads((root / "bench" / m / "best_block.json").read_text())
+        assert best["block"] in (1, 2)
+    html = (root / "report.html").read_text()
+    for m in METHODS:
+        assert f"{m} / block0" in html
+    assert "Channel transfer" in html and "DNA, ER, RNA, AGP, Mito" in html
+    demo = json.loads((root / "demo.json").read_text())
+    assert {row["method"] for row in demo["headline"]} == {*METHODS, *(f"transfer {m}" for m in METHODS)}
+    assert all("sim-truth" in row for row in demo["headline"])
+    assert headline_numbers(root) == demo["headline"]
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_stages(demo_run) -> None:
+    res = run_demo(DemoSettings(out=demo_run.root, **TINY))
+    assert [r.name for r in res.stages if r.status == "ran"] == ["report"]
+    assert res.report.is_file()
+    # A changed training length reruns training and everything downstream, not the simulation.
+    res = run_demo(DemoSettings(out=demo_run.root, **{**TINY, "steps": 3}))
+    status = {r.name: r.status for r in res.stages}
+    assert status["simulate"] == status["shards"] == status["transfer simulate"] == "reused"
+    assert status["train camae"] == status["embed camae"] == status["bench camae"] == "ran"
+    assert status["embed handcrafted"] == "reused"
+    assert json.loads((demo_run.root / "train" / "camae" / "summary.json").read_text())["steps"] == 3
+
+
+def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "r"), "--steps", "0"])
+    assert res.exit_code == 2 and "--steps must be >= 1" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_settings_reject_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        DemoSettings(screen=tmp_path / "nope")
+    with pytest.raises(ValueError, match="--baselines"):
+        DemoSettings(baselines=("pixels",))
+    a, b = DemoSettings(steps=5), DemoSettings(steps=6)
+    assert a.stage_key("preset") == b.stage_key("preset")
+    assert a.stage_key("steps") != b.stage_key("steps")
+    assert a.stage_key("steps", upstream="x") != a.stage_key("steps", upstream="y")
