@@ -53,6 +53,7 @@ class BenchOptions:
     consistency_null: str = "other"
     map_null_size: int = 10000
     n_negatives: int = 100
+    max_groups: int | None = 250
     seed: int = 0
 
 
@@ -60,6 +61,35 @@ def gene_profiles(aggregated: Profiles) -> Profiles:
     """Aggregated rows of non-compound, non-control perturbations (what relationship databases name)."""
     keep = ~is_compound(aggregated.meta) & ~aggregated.meta[IS_CONTROL].to_numpy(bool)
     return aggregated.subset(keep)
+
+
+def _sources(opts: BenchOptions) -> list[Path]:
+    items = [opts.relationships] if isinstance(opts.relationships, (str, Path)) else list(opts.relationships or [])
+    return [Path(p) for p in items]
+
+
+def resolve_truth_dir(opts: BenchOptions) -> BenchOptions:
+    """Let ``--relationships`` point at a simulator ``truth/`` folder.
+
+    Such a folder holds ``relationships.csv`` next to ``genes.csv`` and ``compounds.csv`` (which are
+    not relationship tables): use its ``relationships.csv`` for recall and, unless given, its
+    ``compounds.csv`` as compound targets. Other folders pass through unchanged.
+    """
+    from cellmae.bench.relationships import DEFAULT_SOURCES
+
+    sources, compounds = [], opts.truth_compounds
+    for p in _sources(opts):
+        is_truth = p.is_dir() and (p / "relationships.csv").is_file() and not any(
+            (p / f"{n}{ext}").is_file() for n in DEFAULT_SOURCES for ext in (".txt", ".csv"))
+        if is_truth:
+            sources.append(p / "relationships.csv")
+            if compounds is None and (p / "compounds.csv").is_file():
+                compounds = p / "compounds.csv"
+        else:
+            sources.append(p)
+    if not sources:
+        return opts
+    return BenchOptions(**{**opts.__dict__, "relationships": sources, "truth_compounds": compounds})
 
 
 def _recall(aggregated: Profiles, opts: BenchOptions) -> pd.DataFrame:
@@ -73,15 +103,14 @@ def _recall(aggregated: Profiles, opts: BenchOptions) -> pd.DataFrame:
 
 def _groups(opts: BenchOptions) -> pd.DataFrame | None:
     path = opts.groups
-    if path is None and opts.relationships is not None:
-        first = opts.relationships if isinstance(opts.relationships, (str, Path)) else next(iter(opts.relationships), None)
-        path = find_group_file(first)
+    if path is None and _sources(opts):
+        path = find_group_file(_sources(opts)[0])
     return read_groups(path) if path is not None else None
 
 
 def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | None = None) -> dict:
     """Benchmark the map in ``map_dir`` into ``out_dir``; return the summary dict written."""
-    opts = opts or BenchOptions()
+    opts = resolve_truth_dir(opts or BenchOptions())
     map_dir, out_dir = Path(map_dir), Path(out_dir)
     aligned, aggregated = read_map_dir(map_dir)
     skipped: dict[str, str] = {}
@@ -91,6 +120,12 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         "map_dir": str(map_dir),
         "n_wells": len(aligned),
         "n_perturbations": int((~aggregated.meta[IS_CONTROL].to_numpy(bool)).sum()),
+        "inputs": {
+            "relationships": [str(p) for p in _sources(opts)],
+            "truth_compounds": None if opts.truth_compounds is None else str(opts.truth_compounds),
+            "embed_dir": None if opts.embed_dir is None else str(opts.embed_dir),
+            "seed": opts.seed,
+        },
     }
 
     if opts.relationships is None:
@@ -115,7 +150,8 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         skipped["map_consistency"] = "no functional groups (--groups, or genes.csv / *_clusters.tsv next to the relationships)"
     else:
         try:
-            maps.append(consistency_map(gene_profiles(aggregated), groups, null_size=opts.map_null_size, seed=opts.seed))
+            maps.append(consistency_map(gene_profiles(aggregated), groups, null_size=opts.map_null_size,
+                                        seed=opts.seed, max_groups=opts.max_groups))
         except ValueError as e:
             skipped["map_consistency"] = str(e)
     tables["map_copairs.csv"] = pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(columns=MAP_COLUMNS)

@@ -38,6 +38,7 @@ def bench(
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
     consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
     map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
+    max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
     n_negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled non-target genes per compound."),
     probe_metric: str = typer.Option("mean_f1", "--probe-metric", help="Best-block criterion: mean_f1, mean_accuracy, "
                                      "perturbation_f1, group_f1, ..."),
@@ -65,7 +66,8 @@ def bench(
     opts = BenchOptions(
         relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
         truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
-        consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives, seed=seed,
+        consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives,
+        max_groups=max_groups, seed=seed,
     )
     try:
         if (map_dir / ALIGNED_FILE).is_file():

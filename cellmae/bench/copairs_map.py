@@ -116,12 +116,14 @@ def consistency_map(
     null_size: int = 10000,
     threshold: float = 0.05,
     seed: int = 0,
+    max_groups: int | None = 250,
 ) -> pd.DataFrame:
     """Phenotypic consistency mAP per functional group over aggregated profiles.
 
     ``groups`` maps ``gene`` -> ``group`` (one row per membership, see
     :func:`cellmae.bench.inputs.read_groups`); profiles are matched on ``entity_column`` (default
-    ``Metadata_Perturbation``). Groups with fewer than two profiles in the map are left out.
+    ``Metadata_Perturbation``). Groups with fewer than two profiles in the map are left out; of the
+    rest at most ``max_groups`` (a seeded sample) are scored, among the genes of those groups.
     Returns :data:`MAP_COLUMNS` with ``kind="consistency"`` and ``entity`` = the group.
     """
     from copairs import map as copairs_map
@@ -133,7 +135,12 @@ def consistency_map(
     names = profiles.meta[entity_column].astype(str).to_numpy()
     member = groups[groups["gene"].isin(set(names))]
     sizes = member.groupby("group")["gene"].nunique()
-    member = member[member["group"].isin(sizes[sizes >= 2].index)]
+    eligible = np.sort(sizes[sizes >= 2].index.to_numpy())
+    if max_groups is not None and len(eligible) > max_groups:
+        # copairs pairs every labelled profile with every other (and multilabel explodes rows per
+        # label), so cost grows with (labelled genes)^2: a seeded sample of groups bounds it.
+        eligible = np.sort(np.random.default_rng(seed).choice(eligible, max_groups, replace=False))
+    member = member[member["group"].isin(eligible)]
     if member["group"].nunique() < 2:
         raise ValueError(
             f"consistency mAP needs >= 2 functional groups with >= 2 members in the map; "

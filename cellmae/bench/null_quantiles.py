@@ -198,6 +198,7 @@ def _bracket_pass(
         h = r1 - r0
         left = unit32[r0:r1]
         buf = np.empty(th * tw, dtype=np.float32)
+        mask_buf = np.empty(th * tw, dtype=bool)  # reused: no allocation per tile and comparison
         for c0 in range(r0, n_items, tw):
             c1 = min(c0 + tw, n_items)
             w = c1 - c0
@@ -211,8 +212,11 @@ def _bracket_pass(
             for side, cut, group in (("lo", lo_cut, lower), ("hi", hi_cut, upper)):
                 if not group:
                     continue
-                idx = np.flatnonzero(sims <= cut) if side == "lo" else np.flatnonzero(sims >= cut)
-                vals = sims.reshape(-1)[idx]
+                flat = sims.reshape(-1)
+                mask = mask_buf[: h * w]
+                (np.less_equal if side == "lo" else np.greater_equal)(flat, np.float32(cut), out=mask)
+                idx = np.flatnonzero(mask)
+                vals = flat[idx]
                 for k, (a, b) in group.items():
                     below = int(np.count_nonzero(vals < a))
                     counts[k] += below if side == "lo" else n_valid - len(vals) + below

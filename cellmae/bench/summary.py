@@ -3,6 +3,7 @@
 Layout (every number a float/int, absent results ``null``, with the reason under ``skipped``)::
 
     {"schema": 1, "map_dir": ..., "n_wells": ..., "n_perturbations": ...,
+     "inputs": {"relationships": [...], "truth_compounds", "embed_dir", "seed"},
      "recall": {"<source>": {"recall_0.05_0.95": r, "recall_0.1_0.9": r, "n_pairs": q}, ...},
      "consistency": {"n_perturbations", "fraction_p_le_0.05", "median_mean_cosine"},
      "map": {"activity": {"n", "fraction_significant", "mean_map"}, "consistency": {...}},

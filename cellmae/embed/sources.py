@@ -31,6 +31,14 @@ class ModelSource:
     name: str
     model: Any | None
     spec: str
+    weights: str | None = None  # the weights file, so a resume notices retrained weights
+
+    def fingerprint(self) -> dict | None:
+        """Size and modification time of the weights file (None for in-memory / random weights)."""
+        if not self.weights:
+            return None
+        st = Path(self.weights).stat()
+        return {"file": str(Path(self.weights).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def describe(self) -> dict:
         """JSON-able description stored with the embeddings (what produced them)."""
@@ -42,7 +50,8 @@ class ModelSource:
                 cfg = asdict(cfg)
             except TypeError:
                 cfg = str(cfg)
-        return {"kind": self.kind, "name": self.name, "spec": self.spec, "config": _jsonable(cfg)}
+        return {"kind": self.kind, "name": self.name, "spec": self.spec, "config": _jsonable(cfg),
+                "weights": self.fingerprint()}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -104,7 +113,7 @@ def resolve_source(
         from cellmae.embed.timm_adapter import TimmFeatureModel
 
         model = TimmFeatureModel(name, screen_channels, tile=tile, weights=weights)
-        return ModelSource("timm", name, model, spec)
+        return ModelSource("timm", name, model, spec, weights=weights)
     if spec.startswith("openphenom:"):
         return _openphenom(Path(spec.split(":", 1)[1]), spec)
     path = Path(spec)
@@ -113,12 +122,12 @@ def resolve_source(
 
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is a directory but has no config.json (not a cellmae checkpoint)")
-        return ModelSource("cellmae", path.name, from_pretrained(path), spec)
+        return ModelSource("cellmae", path.name, from_pretrained(path), str(path.resolve()), weights=str(path / "model.safetensors"))
     if path.is_file():
         if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
             from cellmae.models import from_pretrained
 
-            return ModelSource("cellmae", path.parent.name, from_pretrained(path.parent), spec)
+            return ModelSource("cellmae", path.parent.name, from_pretrained(path.parent), str(path.resolve()), weights=str(path))
         return _openphenom(path, spec)
     raise ValueError(
         f"model source {spec!r} is neither a checkpoint path nor a known name; use a cellmae checkpoint dir, "
@@ -131,7 +140,7 @@ def _openphenom(path: Path, spec: str) -> ModelSource:
         raise FileNotFoundError(f"OpenPhenom checkpoint {path} does not exist")
     from cellmae.models import load_openphenom
 
-    return ModelSource("openphenom", "openphenom", load_openphenom(path), spec)
+    return ModelSource("openphenom", "openphenom", load_openphenom(path), str(path.resolve()), weights=str(path))
 
 
 def _is_timm_name(name: str) -> bool:

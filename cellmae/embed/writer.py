@@ -63,13 +63,15 @@ class EmbeddingStore:
         if path.exists():
             old = json.loads(path.read_text())
             diff = {k: (old.get(k), v) for k, v in self.config.items() if old.get(k) != v}
-            if diff:
+            started = (self.root / PROGRESS_DIR).is_dir() and any((self.root / PROGRESS_DIR).iterdir())
+            if diff and started:
                 lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
                 raise ValueError(
                     f"{self.root} holds embeddings made with other settings ({lines}); "
                     "write to another folder or pass --overwrite"
                 )
-            return
+            if not diff:
+                return
         write_text_atomic(path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
 
     # ---- paths ---------------------------------------------------------------------------
@@ -124,13 +126,17 @@ class EmbeddingStore:
 
         Built only from the progress markers, so whichever rank finishes last writes the same file.
         """
-        plates, blocks, levels = sorted(plates), sorted(blocks), list(levels)
+        plates, levels = sorted(plates), list(levels)
         entries = []
+        common: set[int] | None = None  # blocks complete on every plate (earlier runs' blocks included)
         for pid in plates:
-            if set(blocks) - self.done_blocks(pid, levels=levels):
+            done = self.done_blocks(pid, levels=levels)
+            if set(blocks) - done:
                 return None
+            common = done if common is None else common & done
             marker = json.loads(self._progress_path(pid).read_text())
             entries.append({"plate": pid, "wells": marker.get("wells"), "sites": marker.get("sites")})
+        blocks = sorted(common or blocks)
         manifest = {
             "config": self.config,
             "blocks": {block_name(b): str(self.block_dir(b).relative_to(self.root)) for b in blocks},

@@ -151,7 +151,7 @@ class WSLClassifier(nn.Module):
                 x, indices=idx, stop_early=True, intermediates_only=True, return_prefix_tokens=pool == "cls"
             )
             if pool == "cls":
-                return {b: prefix[:, 0] for b, (_, prefix) in zip(wanted, maps, strict=True)}
+                return {b: prefix[:, 0].float() for b, (_, prefix) in zip(wanted, maps, strict=True)}
         else:
             maps = self.backbone.forward_intermediates(x, indices=idx, stop_early=True, intermediates_only=True)
-        return {b: fmap.mean(dim=(2, 3)) for b, fmap in zip(wanted, maps, strict=True)}
+        return {b: fmap.mean(dim=(2, 3)).float() for b, fmap in zip(wanted, maps, strict=True)}

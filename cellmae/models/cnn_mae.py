@@ -173,12 +173,17 @@ class CNNMaskedAutoencoder(nn.Module):
             raise ValueError(f"blocks {bad or wanted} out of range: this encoder has stages 1..{n}")
         x = self._standardize_checked(images, channels)
         feats = self._encode(x, None, stop_after=wanted[-1])
-        return {i: feats[i - 1].mean(dim=(2, 3)) for i in wanted}
+        return {i: feats[i - 1].mean(dim=(2, 3)).float() for i in wanted}
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, channels: Sequence[str] | None = None, mask_seed: int | None = 0,
                     mask_ratio: float | None = None) -> dict[str, torch.Tensor]:
-        out = self.forward(images, channels=channels, mask_ratio=mask_ratio, mask_seed=mask_seed)
+        was_training = self.training
+        self.eval()  # no drop-path noise in figures
+        try:
+            out = self.forward(images, channels=channels, mask_ratio=mask_ratio, mask_seed=mask_seed)
+        finally:
+            self.train(was_training)
         c, p = images.shape[1], self.cfg.patch_size
         target, pred = out["target"].float(), out["pred"].float()
         if self.cfg.norm_pix_loss:

@@ -159,7 +159,7 @@ class MaskedAutoencoder(nn.Module):
         x = self_standardize(images)
         dtype = _cpu_autocast_inference_dtype(x.device)
         if dtype is None:
-            return _FeaturePass(self.encoder)(x, channels, blocks, pool)
+            return {k: v.float() for k, v in _FeaturePass(self.encoder)(x, channels, blocks, pool).items()}
         # CPU bf16 autocast without grad: run on a bf16 copy of the encoder weights with autocast off.
         # Autocast keeps fp32 parameters (biases, LayerScale, norms), so every residual add and bias
         # promotes the activations back to fp32 and the next matmul casts them down again; casting the
@@ -180,8 +180,14 @@ class MaskedAutoencoder(nn.Module):
         mask_ratio: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """For figures: standardized input, input with masked patches zeroed, reconstruction, and the
-        composite (visible input + predicted masked patches), all (B, C, H, W) float32."""
-        out = self.forward(images, channels=channels, mask_ratio=mask_ratio, mask_seed=mask_seed)
+        composite (visible input + predicted masked patches), all (B, C, H, W) float32. Runs in eval
+        mode (no drop-path noise in figures) and restores the previous mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.forward(images, channels=channels, mask_ratio=mask_ratio, mask_seed=mask_seed)
+        finally:
+            self.train(was_training)
         c = images.shape[1]
         p, ca = self.cfg.patch_size, self.channel_agnostic
         target, pred = out["target"].float(), out["pred"].float()

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 ALIGN_METHODS: tuple[str, ...] = ("tvn", "pca_center_scale", "center_scale", "none")
 TVN_RIDGE = 0.5  # the reference's regulariser: Cov + 0.5 I
+_RANK_TOL = 1e-10  # PCA components with variance below this share of the largest are null directions
 
 
 def _batch_groups(batches: Sequence | np.ndarray, n: int) -> list[tuple[object, np.ndarray | slice]]:
@@ -107,7 +108,11 @@ def pca_center_scale(
     """Center-scale per batch, PCA on all wells (``n_components`` as sklearn's PCA: None keeps
     all, a float in (0, 1) keeps that share of variance), then center-scale per batch on controls."""
     x = center_scale(features, batches)
-    pcs = PCA(n_components=n_components, random_state=seed).fit_transform(x.astype(np.float64))
+    pca = PCA(n_components=n_components, random_state=seed)
+    pcs = pca.fit_transform(x.astype(np.float64))
+    var = pca.explained_variance_
+    # Drop null directions (fewer wells than dimensions): standardising them would blow up noise.
+    pcs = pcs[:, var > var.max() * _RANK_TOL] if len(var) else pcs
     return center_scale_on_controls(pcs, batches, is_control)
 
 
@@ -131,7 +136,9 @@ def tvn(
 ) -> np.ndarray:
     """Typical variation normalisation on control wells (EFAAR ``tvn_on_controls`` with batches).
 
-    Output has ``min(n_controls, n_features)`` columns (the PCA keeps every component).
+    Output has one column per PCA component with non-zero variance on the controls:
+    ``min(n_controls - 1, n_features)`` for controls in general position (the reference keeps
+    ``min(n_controls, n_features)``, the extra ones being null directions; see below).
     """
     x = _as_float(features)
     ctrl = _controls(is_control, len(x))
@@ -148,10 +155,16 @@ def tvn(
         scaler1 = StandardScaler().fit(xc)
         z = scaler1.transform(xc)
         pca = PCA().fit(z)
-        p = pca.transform(z)
+        # With fewer controls than dimensions (or collinear features) the last components span
+        # directions the controls do not vary in; the reference keeps them, and standardising a
+        # variance of ~1e-30 then multiplies those coordinates by ~1e14. Keep only components with
+        # real variance; when the controls have full rank this keeps all, as the reference does.
+        var = pca.explained_variance_
+        keep = var > var.max() * _RANK_TOL if len(var) else np.zeros(0, bool)
+        comps = pca.components_[keep].T  # (d, k)
+        p = (z - pca.mean_) @ comps
         scaler2 = StandardScaler().fit(p)
     # Compose x -> ((x - m1) / s1 - mu_pca) @ V.T -> (. - m2) / s2 into x @ A + c.
-    comps = pca.components_.T  # (d, k)
     a = (comps / scaler1.scale_[:, None]) / scaler2.scale_[None, :]
     c = ((-scaler1.mean_ / scaler1.scale_ - pca.mean_) @ comps - scaler2.mean_) / scaler2.scale_
     y_ctrl = scaler2.transform(p)  # controls after step 3, for the per-batch covariances

@@ -57,6 +57,18 @@ def test_bench_end_to_end(tmp_path, synth, screen_wells, truth_dir, relationship
     assert set(m["kind"]) == {"activity", "consistency"}
 
 
+def test_bench_accepts_a_simulator_truth_folder(tmp_path, synth, screen_wells, truth_dir):
+    map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(app, ["bench", str(map_dir), "--out", str(out), "-r", str(truth_dir),
+                                   "--map-null-size", "200", "--null-size", "200"])
+    assert res.exit_code == 0, res.output
+    s = read_summary(out)
+    assert list(s["recall"]) == ["relationships"]  # genes.csv / compounds.csv are not relationship tables
+    assert s["compound_gene"]["n_compounds"] == 4 and s["map"]["consistency"]["n"] == 6
+    assert s["inputs"]["truth_compounds"].endswith("compounds.csv")
+
+
 def test_bench_without_optional_inputs(tmp_path, synth, screen_wells):
     map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
     out = tmp_path / "bench"

@@ -71,3 +71,12 @@ def test_activity_requires_replicates():
     frame = pd.concat([meta, pd.DataFrame(np.eye(3), columns=["feature_0000", "feature_0001", "feature_0002"])], axis=1)
     with pytest.raises(ValueError, match="replicate"):
         activity_map(profiles_from_frame(frame))
+
+
+def test_consistency_map_caps_groups_with_a_seeded_sample(aligned_wells, synth):
+    agg = synth.aggregate(aligned_wells)
+    genes = profiles_from_frame(agg[agg["Metadata_PerturbationType"] == "CRISPR"])
+    a = consistency_map(genes, synth.groups_table(), null_size=200, seed=3, max_groups=3)
+    b = consistency_map(genes, synth.groups_table(), null_size=200, seed=3, max_groups=3)
+    assert len(a) == 3 and list(a["entity"]) == list(b["entity"])
+    assert (a["n_profiles"] == 4).all()

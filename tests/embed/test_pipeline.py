@@ -138,6 +138,10 @@ def test_random_init_baseline_of_a_checkpoint(tmp_path, small_screen):
     assert f_trained.shape == f_rand.shape
     assert not np.allclose(f_trained, f_rand)  # other weights
     np.testing.assert_array_equal(f_rand, _features(rand2[2])[1])  # seeded: the same baseline every run
+    # retrained weights in the same checkpoint folder must not be mixed into the old output on resume
+    save_pretrained(create_model("camae_vit_tiny_patch8_64", depth=2, decoder_depth=1), ckpt)
+    with pytest.raises(ValueError, match="other settings.*source"):
+        embed_screen(small_screen, ckpt, tmp_path / "embed" / "camae", blocks=[2], **FAST)
 
 
 def test_block_auto_reads_best_block_json(tmp_path, small_screen, camae4):
@@ -160,6 +164,9 @@ def test_resume_adds_blocks_and_rejects_other_settings(tmp_path, small_screen, c
     more = run_embedding(small_screen, camae4, out, blocks=[1, 2], **FAST)
     assert more.plates_done == 2 and part.stat().st_mtime_ns == stamp  # block 1 was not rewritten
     assert (out / "block02" / "plate=EXP1_2" / "part-0.parquet").exists()
+    assert set(json.loads((out / "manifest.json").read_text())["blocks"]) == {"block01", "block02"}
+    only2 = run_embedding(small_screen, camae4, out, blocks=[2], **FAST)
+    assert only2.plates_skipped == 2 and set(json.loads((out / "manifest.json").read_text())["blocks"]) == {"block01", "block02"}
     with pytest.raises(ValueError, match="other settings.*pool"):
         run_embedding(small_screen, camae4, out, blocks=[1], pool="cls", **FAST)
     redo = run_embedding(small_screen, camae4, out, blocks=[1], pool="cls", overwrite=True, **FAST)

@@ -94,3 +94,14 @@ def test_alignment_errors_name_the_problem(wells) -> None:
         align(x, b, c, "bogus")
     with pytest.raises(ValueError, match="do not match"):
         tvn(x, b[:-1], c)
+
+
+def test_tvn_with_fewer_controls_than_dimensions_stays_bounded() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((60, 40)).astype(np.float32)
+    b = np.repeat(["E0", "E1"], 30)
+    c = np.zeros(60, bool)
+    c[[0, 1, 2, 3, 4, 5, 30, 31, 32, 33, 34, 35]] = True  # 12 controls, 40 dimensions
+    y = tvn(x, b, c)
+    assert y.shape == (60, 11)  # rank of 12 centred controls
+    assert np.isfinite(y).all() and np.abs(y).max() < 100

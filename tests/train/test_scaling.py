@@ -25,7 +25,7 @@ def test_grid_runs_each_cell_once_and_summarises_loss_against_compute(sim_shards
                               overrides=overrides, bench_dir=bench, env={"OMP_NUM_THREADS": "1"})
     assert len(table) == 4 and set(table["model"]) == set(models)
     assert (out / "scaling.csv").is_file() and (out / "scaling.png").stat().st_size > 1000
-    for model, g in table.groupby("model"):
+    for _model, g in table.groupby("model"):
         g = g.sort_values("data_fraction")
         assert g["steps"].tolist()[0] < g["steps"].tolist()[1]  # half the data, fewer steps in one epoch
         assert g["compute_flops"].is_monotonic_increasing and (g["flops_per_crop"] > 0).all()

@@ -49,9 +49,13 @@ def test_tiny_camae_learns_on_the_simulated_screen(sim_shards: Path, tmp_path: P
     assert ckpt["global_step"] == 16 and ckpt["optimizer_states"]
 
 
-def test_tiny_camae_learns_on_real_example_fly_crops(fly_shards: Path, tmp_path: Path) -> None:
+def test_tiny_camae_learns_on_real_example_fly_crops(fly_shards: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
     out = run_training("tiny-camae", fly_shards, tmp_path / "fly",
-                       overrides=tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100}))
+                       overrides=tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100,
+                                                   "trainer.progress_bar": True}))
+    shown = capsys.readouterr().out
+    assert "crops/s" in shown and "loss" in shown  # the rich progress bar with throughput
     m = pd.read_csv(out / "metrics.csv")
     first, last = _loss_drop(m)
     assert last < 0.75 * first, f"loss did not fall clearly on ExampleFly: {first:.3f} -> {last:.3f}"
@@ -94,3 +98,16 @@ def test_nonfinite_loss_stops_with_step_and_batch_named(sim_shards: Path, tmp_pa
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [1, 2]
     assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("preset", ["tiny-mae", "tiny-cnnmae"])
+def test_other_tiny_presets_train(preset: str, sim_shards: Path, tmp_path: Path) -> None:
+    out = run_training(preset, sim_shards, tmp_path / preset,
+                       overrides=tiny_overrides(**{"model.kwargs": {"img_size": 32}, "trainer.max_steps": 3}))
+    m = pd.read_csv(out / "metrics.csv")
+    assert m["step"].tolist() == [1, 2, 3] and m["loss"].notna().all()
+    from cellmae.models import from_pretrained
+
+    model = from_pretrained(out)
+    # fixed-channel models were built for the shard set's channels
+    assert model.expected_channels == ("DNA", "ER", "Actin", "RNA", "Mito", "GolgiPM")
