@@ -33,6 +33,27 @@ def _screen(path: str | None, preset: str) -> Path:
     return root
 
 
+class _FirstWells:
+    """The fields of the first ``n`` wells of a screen (a quick figure on a loaded machine)."""
+
+    def __init__(self, screen, n: int):
+        keys = ["Metadata_Experiment", "Metadata_Plate", "Metadata_Well"]
+        meta = screen.metadata.reset_index(drop=True)
+        wells = meta[keys].drop_duplicates().head(n)
+        self.index = meta.reset_index().merge(wells, on=keys)["index"].to_numpy()
+        self.screen, self.channels = screen, screen.channels
+        self.metadata = meta.iloc[self.index].reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def read_field(self, i: int):
+        return self.screen.read_field(int(self.index[i]))
+
+    def path(self, i: int):
+        return self.screen.path(int(self.index[i]))
+
+
 def _model_alone(model, channels, tile: int, batch: int, blocks, pool: str, device, dtype, repeats: int) -> float:
     import torch
 
@@ -66,6 +87,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--max-wells", type=int, default=0, help="embed only the first N wells (0 = all)")
     ap.add_argument("--skip-handcrafted", action="store_true")
     args = ap.parse_args()
 
@@ -78,10 +100,12 @@ def main() -> None:
     from cellmae.utils.device import select_autocast_dtype, select_device
 
     screen = open_screen(_screen(args.screen, args.preset))
+    if args.max_wells:
+        screen = _FirstWells(screen, args.max_wells)
     n_wells = screen.metadata.groupby(["Metadata_Experiment", "Metadata_Plate", "Metadata_Well"]).ngroups
     print(f"screen: {len(screen)} fields, {n_wells} wells, channels {','.join(screen.channels)}, "
           f"field {screen.read_field(0).shape[1:]}; torch threads {torch.get_num_threads()}, "
-          f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+          f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -92,7 +116,7 @@ def main() -> None:
         e2e_ips = s.images / s.seconds
         print(f"end to end  : {s.wells / wall:8.2f} wells/s  {e2e_ips:8.1f} images/s  ({s.wells} wells, {s.images} "
               f"images in {wall:.1f} s incl. model build; device {s.extra['device']}, {s.extra['precision']}, "
-              f"{s.extra['tiles_per_field']} tiles/field)")
+              f"{s.extra['tiles_per_field']} tiles/field)", flush=True)
 
         src = resolve_source(args.model, screen_channels=screen.channels)
         model = src.model

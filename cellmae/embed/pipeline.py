@@ -172,9 +172,9 @@ def _run(screen, store: EmbeddingStore, *, prep, compute, blocks: list[int], sit
         write_text_atomic(store.root / FEATURE_NAMES_FILE, json.dumps(feature_names, indent=1) + "\n")
 
     sites_meta = site_metadata(meta)
-    n_wells_of_site = sites_meta.groupby(list(SITE_KEYS[:3]))[SITE_KEYS[0]].transform("size").to_numpy() \
+    sites_in_well = sites_meta.groupby(list(SITE_KEYS[:3]))[SITE_KEYS[0]].transform("size").to_numpy() \
         if len(sites_meta) else np.zeros(0)
-    total_wells = float(sum((1.0 / n_wells_of_site[s]).sum() for s in work.values()))
+    total_wells = float(sum((1.0 / sites_in_well[s]).sum() for s in work.values()))
 
     def on_plate(pid: str, sites: np.ndarray, feats: dict[int, np.ndarray]) -> None:
         smeta = sites_meta.iloc[sites].reset_index(drop=True)
@@ -192,10 +192,12 @@ def _run(screen, store: EmbeddingStore, *, prep, compute, blocks: list[int], sit
 
     with WellProgress(total_wells, enabled=progress, description=f"embed {store.root.name}") as bar:
         def on_sites(idx: np.ndarray, n_images: int) -> None:
-            bar.advance(float((1.0 / n_wells_of_site[idx]).sum()), n_images)
+            bar.advance(float((1.0 / sites_in_well[idx]).sum()), n_images)
 
         if work:
             needed = sorted({b for p in work for b in todo[p]})
+            if isinstance(compute, ModelFeatures):
+                compute.blocks = needed  # the forward pass then stops at the deepest block still missing
             summary.images = featurize_sites(
                 screen, work, prep, lambda rows: {b: f for b, f in compute(rows).items() if b in needed},
                 on_plate, fields_per_batch=fields_per_batch, num_workers=num_workers, on_sites=on_sites,
