@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Your own model (checkpoint folder or "
                                                "OpenPhenom file) instead of training one."),
         preset: str = typer.Option("demo", "--preset", help="Simulator preset: tiny | demo | large | ..."),
+        sim_set: list[str] = typer.Option(["field_size=128"], "--sim-set", help="Simulator override key=value for "
+                                          "both simulated screens (repeatable; see `cellmae simulate --help`)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the simulation, training and baselines."),
         steps: int = typer.Option(500, "--steps", help="Training steps of the CA-MAE."),
         max_train_minutes: float | None = typer.Option(4.0, "--max-train-minutes",
@@ -50,7 +52,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         try:
             settings = DemoSettings(
-                out=out, screen=screen, checkpoint=checkpoint, preset=preset, seed=seed, steps=steps,
+                out=out, screen=screen, checkpoint=checkpoint, preset=preset, simulate_overrides=tuple(sim_set), seed=seed, steps=steps,
                 max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
                 blocks=blocks, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
                 transfer_preset=None if skip_transfer else transfer_preset,

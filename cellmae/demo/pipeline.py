@@ -134,7 +134,7 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
     # 1. the screen
     if s.screen is None:
         screen = root / "screen"
-        screen_key = s.stage_key("preset", "seed")
+        screen_key = s.stage_key("preset", "seed", "simulate_overrides")
         runner.run("simulate", screen_key, lambda ow: stages.simulate(s, screen, s.preset, overwrite=ow))
     else:
         screen = s.screen
@@ -180,7 +180,7 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
     if s.transfer_preset:
         troot = root / TRANSFER_DIR
         tscreen = troot / "screen"
-        tkey = s.stage_key("transfer_preset", "seed")
+        tkey = s.stage_key("transfer_preset", "seed", "simulate_overrides")
         runner.run("transfer simulate", tkey, lambda ow: stages.simulate(s, tscreen, s.transfer_preset, overwrite=ow))
         for name, (src, blocks, key) in methods.items():
             if name == "wsl":

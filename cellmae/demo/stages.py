@@ -19,7 +19,7 @@ def simulate(s: DemoSettings, out: Path, preset: str, *, overwrite: bool) -> dic
     """The simulated screen of ``preset`` in ``out`` (reused when already there with the same settings)."""
     from cellmae.data.simulate import simulate_screen
 
-    simulate_screen(out, preset=preset, seed=s.seed, overwrite=overwrite, progress=s.progress)
+    simulate_screen(out, preset=preset, seed=s.seed, overwrite=overwrite, progress=s.progress, **s.simulate_kwargs())
     return {"screen": str(out), "preset": preset}
 
 

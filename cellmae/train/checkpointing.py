@@ -52,9 +52,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def find_resume_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
-    """``checkpoints/last.ckpt`` if present, else the newest ``step*.ckpt``, else None."""
+    """The newest resumable checkpoint: ``last.ckpt`` / ``step*.ckpt`` in ``checkpoint_dir`` or the
+    ``hpc_ckpt_*.ckpt`` Lightning writes into the run folder when SLURM signals a requeue; None if none."""
     d = Path(checkpoint_dir)
-    if (d / LAST).is_file():
-        return d / LAST
-    steps = sorted(d.glob("step*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return steps[-1] if steps else None
+    candidates = [*d.glob(LAST), *d.glob("step*.ckpt"), *d.parent.glob("hpc_ckpt_*.ckpt")]
+    candidates = [p for p in candidates if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None

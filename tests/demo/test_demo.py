@@ -15,7 +15,7 @@ from cellmae.demo.settings import DemoSettings
 
 # A tiny model for a few steps: this checks the wiring, not the quality (docs/demo.md has the real numbers).
 TINY = dict(preset="tiny", steps=2, max_train_minutes=None, transfer_preset="cellpainting-tiny", progress=False,
-            train_overrides=("model.kwargs.depth=2", "data.batch_size=4"), crops_per_field=2, batch_size=16,
+            train_overrides=("model.kwargs.depth=2", "model.kwargs.patch_size=16", "data.batch_size=4"), crops_per_field=2, batch_size=16,
             workers=0)
 METHODS = ("camae", "random-init", "handcrafted")
 

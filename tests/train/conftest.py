@@ -49,15 +49,3 @@ def sim_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     screen = open_screen(simulate_screen(root / "screen", "tiny", seed=0))
     build_shards(screen, root / "shards", crop_size=32, crops_per_field=4, seed=0, progress=False)
     return root / "shards"
-
-
-@pytest.fixture(scope="session")
-def fly_shards(tmp_path_factory: pytest.TempPathFactory, example_fly_dir: Path) -> Path:
-    """Shards of the three real ExampleFly fields: 32 random 32px crops each, 3 channels."""
-    from cellmae.data.readers import open_screen
-    from cellmae.data.shards import build_shards
-
-    root = tmp_path_factory.mktemp("fly")
-    build_shards(open_screen(example_fly_dir), root / "shards", crop_size=32, crops_per_field=32, seed=0,
-                 progress=False)
-    return root / "shards"

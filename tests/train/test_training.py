@@ -49,11 +49,12 @@ def test_tiny_camae_learns_on_the_simulated_screen(sim_shards: Path, tmp_path: P
     assert ckpt["global_step"] == 16 and ckpt["optimizer_states"]
 
 
-def test_tiny_camae_learns_on_real_example_fly_crops(fly_shards: Path, tmp_path: Path,
+def test_tiny_camae_learns_on_real_example_fly_crops(example_fly_dir: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
-    out = run_training("tiny-camae", fly_shards, tmp_path / "fly",
+    # the screen folder itself: shards (32 random 32px crops per field) are built into OUT/shards first
+    out = run_training("tiny-camae", example_fly_dir, tmp_path / "fly",
                        overrides=tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100,
-                                                   "trainer.progress_bar": True}))
+                                                   "data.crops_per_field": 32, "trainer.progress_bar": True}))
     shown = capsys.readouterr().out
     assert "crops/s" in shown and "loss" in shown  # the rich progress bar with throughput
     m = pd.read_csv(out / "metrics.csv")
@@ -61,7 +62,12 @@ def test_tiny_camae_learns_on_real_example_fly_crops(fly_shards: Path, tmp_path:
     assert last < 0.75 * first, f"loss did not fall clearly on ExampleFly: {first:.3f} -> {last:.3f}"
     from cellmae.models.checkpoint import read_config
 
-    assert read_config(out)["train"]["shards"] == str(fly_shards)
+    assert read_config(out)["train"]["shards"] == str(out / "shards")
+    from cellmae.data.shards import read_shard_info
+
+    info = read_shard_info(out / "shards")
+    assert info["channels"] == ["DNA", "FITC", "Rhodamine"] and info["crop_size"] == 32
+    assert info["crops_written"] == 3 * 32
 
 
 def test_wsl_classifier_trains_with_labels_from_the_shards(sim_shards: Path, tmp_path: Path) -> None:

@@ -24,3 +24,17 @@ def test_atomic_path_and_dir_commit(tmp_path: Path) -> None:
         (d / "y").write_text("2")
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d"]
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
