@@ -129,8 +129,10 @@ def main() -> None:
         alone = _model_alone(model, plan.names, tile, args.batch_size, blocks, args.pool, device, dtype, args.repeats)
         print(f"model alone : {alone:8.1f} images/s  (batch {args.batch_size}, {len(plan.names)}x{tile}x{tile}, "
               f"blocks {blocks})")
-        print(f"share of end-to-end time in the model: {e2e_ips / alone:.0%} "
-              f"(overhead outside the model: {1 - e2e_ips / alone:.0%})")
+        share = e2e_ips / alone
+        note = " (>100%: timing noise, e.g. a loaded machine; rerun when idle)" if share > 1 else ""
+        print(f"share of end-to-end time in the model: {share:.0%} (overhead outside the model: "
+              f"{max(0.0, 1 - share):.0%}){note}")
 
         if not args.skip_handcrafted:
             h = run_handcrafted(screen, Path(tmp) / "handcrafted", num_workers=args.num_workers, progress=False)

@@ -220,7 +220,7 @@ def _bracket_pass(
                 for k, (a, b) in group.items():
                     below = int(np.count_nonzero(vals < a))
                     counts[k] += below if side == "lo" else n_valid - len(vals) + below
-                    inside = (vals >= a) & (vals <= b)
+                    inside = np.flatnonzero((vals >= a) & (vals <= b))  # few: index, do not compress
                     sel = idx[inside]
                     parts[k].append((vals[inside], (r0 + sel // w) * n_items + (c0 + sel % w)))
         return counts, parts

@@ -208,9 +208,14 @@ def _run(screen, store: EmbeddingStore, *, prep, compute, blocks: list[int], sit
     return summary
 
 
-def _store(out_dir: Path, config: dict, overwrite: bool, rank: int) -> EmbeddingStore:
-    # Only rank 0 clears an old output; other ranks must not check against a config it is replacing.
-    return EmbeddingStore(out_dir, config, overwrite=overwrite and rank == 0, check=not (overwrite and rank > 0))
+def _store(out_dir: Path, config: dict, overwrite: bool, rank: int | None, world_size: int | None) -> EmbeddingStore:
+    info = rank_info()
+    world_size = info.world_size if world_size is None else world_size
+    if overwrite and world_size > 1:
+        # Ranks do not synchronise: one rank deleting OUT could remove another's fresh parts, or
+        # another rank could trust stale markers just before they are deleted.
+        raise ValueError(f"overwrite with {world_size} ranks is unsafe: delete {out_dir} before launching")
+    return EmbeddingStore(out_dir, config, overwrite=overwrite)
 
 
 def _default_workers(num_workers: int | None) -> int:
@@ -257,6 +262,8 @@ def run_embedding(
                                progress=progress)
     model = src.model
     plan = plan_channels(screen.channels, getattr(model, "expected_channels", None), requested=requested)
+    if plan.dropped:
+        log.info("screen channels not used by the model: %s", ", ".join(plan.dropped))
     block_list = parse_blocks(blocks, int(model.num_blocks),
                               best_block_file=best_block_file or default_best_block_file(out_dir))
     info = rank_info()
@@ -268,7 +275,7 @@ def run_embedding(
     config = {"source": src.describe(), "tile": tile, "pool": pool, "channels": list(plan.names),
               "precision": str(dtype).replace("torch.", "") if dtype else "float32", "seed": seed,
               "level": "well+site" if site_level else "well"}
-    store = _store(out_dir, config, overwrite, info.rank if rank is None else rank)
+    store = _store(out_dir, config, overwrite, rank, world_size)
     compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size)
     summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
                    fields_per_batch=max(1, batch_size // tiles_per_field), num_workers=_default_workers(num_workers),
@@ -293,10 +300,12 @@ def run_handcrafted(
     dna = find_dna_channel(plan.names)
     config = {"source": {"kind": "handcrafted", "name": HANDCRAFTED}, "channels": list(plan.names),
               "dna_channel": plan.names[dna], "level": "well+site" if site_level else "well"}
-    store = _store(out_dir, config, overwrite, rank_info().rank if rank is None else rank)
+    store = _store(out_dir, config, overwrite, rank, world_size)
     names = handcrafted_feature_names(plan.names)
+    # One field per batch: there is no model to batch for, and plates then finish (and are kept)
+    # field by field, so an unreadable file loses no finished plate.
     summary = _run(screen, store, prep=HandcraftedPrep(plan.indices, plan.names, dna), compute=precomputed_features,
-                   blocks=[HANDCRAFTED_BLOCK], site_level=site_level, fields_per_batch=8,
+                   blocks=[HANDCRAFTED_BLOCK], site_level=site_level, fields_per_batch=1,
                    num_workers=_default_workers(num_workers), rank=rank, world_size=world_size,
                    progress=progress, feature_names=names)
     summary.extra |= {"channels": list(plan.names), "dna_channel": plan.names[dna]}

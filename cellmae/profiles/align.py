@@ -137,8 +137,9 @@ def tvn(
     """Typical variation normalisation on control wells (EFAAR ``tvn_on_controls`` with batches).
 
     Output has one column per PCA component with non-zero variance on the controls:
-    ``min(n_controls - 1, n_features)`` for controls in general position (the reference keeps
-    ``min(n_controls, n_features)``, the extra ones being null directions; see below).
+    ``min(n_controls - 1, n_features)`` for controls in general position. (The reference keeps
+    ``min(n_controls, n_features)``; any extra component is a null direction of the controls,
+    which standardisation would inflate by ~1e14.)
     """
     x = _as_float(features)
     ctrl = _controls(is_control, len(x))

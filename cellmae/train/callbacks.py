@@ -62,7 +62,15 @@ class MetricsCSV(Callback):
         kept: list[dict[str, str]] = []
         if trainer.global_step > 0 and self.path.is_file():
             with self.path.open(newline="") as f:
-                kept = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= trainer.global_step]
+                # complete rows only (a SIGKILL can cut the last line short), one per step up to the resume point
+                seen: set[int] = set()
+                for r in csv.DictReader(f):
+                    if None in r.values() or not r.get("loss") or not str(r.get("step", "")).isdigit():
+                        continue
+                    step = int(r["step"])
+                    if step <= trainer.global_step and step not in seen:
+                        seen.add(step)
+                        kept.append(r)
             if kept and kept[-1].get("elapsed_s"):
                 self._elapsed_before = float(kept[-1]["elapsed_s"])
         with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:

@@ -8,13 +8,11 @@ import typer
 
 TRAIN_HELP = """Pretrain an MAE / CA-MAE / CNN-MAE or train a weakly supervised classifier.
 
-Configs are YAML presets (see --list-presets) plus KEY=VALUE overrides, e.g.
+Configs are YAML presets (see --list-presets) plus KEY=VALUE overrides (see --list-keys), e.g.
 
-  cellmae train --config tiny-camae --shards RUN/shards --out RUN/train/tiny-camae optim.lr=1e-3 trainer.max_steps=500
+cellmae train --config tiny-camae --shards RUN/shards --out RUN/train/tiny-camae optim.lr=1e-3 trainer.max_steps=500
 
-Multi-GPU / multi-node: trainer.strategy=ddp|fsdp trainer.devices=N trainer.num_nodes=M, launched
-directly, under torchrun, or under SLURM srun (docs/train.md). --resume continues from
-OUT/checkpoints/last.ckpt (or starts fresh when there is none yet).
+Multi-GPU / multi-node: trainer.strategy=ddp|fsdp trainer.devices=N trainer.num_nodes=M, launched directly, under torchrun, or under SLURM srun (docs/train.md). --resume continues from OUT/checkpoints/last.ckpt, or starts fresh when there is none yet.
 """
 
 

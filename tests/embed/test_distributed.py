@@ -41,3 +41,9 @@ def test_two_ranks_write_their_shares_and_match_one_process(small_screen, camae4
     a, b = read_embeddings(tmp_path / "ddp" / "block02"), read_embeddings(tmp_path / "single" / "block02")
     np.testing.assert_allclose(a[feature_columns(a)].to_numpy(), b[feature_columns(b)].to_numpy(), rtol=1e-5, atol=1e-6)
     assert list(a["Metadata_Well"]) == list(b["Metadata_Well"])
+
+
+def test_overwrite_with_several_ranks_is_refused(small_screen, camae4, tmp_path):
+    with pytest.raises(ValueError, match="unsafe"):
+        run_embedding(small_screen, camae4, tmp_path / "o", blocks=[1], rank=0, world_size=2, overwrite=True,
+                      num_workers=0, progress=False)

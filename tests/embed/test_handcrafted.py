@@ -11,6 +11,8 @@ from cellmae.data.schema import IS_CONTROL, PERTURBATION, feature_columns
 from cellmae.embed import embed_handcrafted, read_embeddings
 from cellmae.embed.handcrafted import field_features, handcrafted_feature_names, nucleus_labels
 
+from .conftest import write_rxrx_screen
+
 
 def _disks(centres, radius, size=96, value=200):
     yy, xx = np.mgrid[0:size, 0:size]
@@ -73,3 +75,18 @@ def test_handcrafted_baseline_separates_planted_phenotype(rxrx_screen, tmp_path)
         correct += pred == big[i]
     assert correct == len(z)
     assert df[IS_CONTROL].sum() == 4
+
+
+def test_unreadable_field_names_its_file_and_rerun_completes(tmp_path):
+    screen = write_rxrx_screen(tmp_path / "s", plates=2, wells=2, sites=1, size=64)
+    bad = screen / "EXP1" / "Plate2" / "B03_s1_w2.png"
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(good_bytes[:40])  # truncated PNG
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="B03_s1_w2.png"):
+        embed_handcrafted(screen, out, num_workers=1, progress=False)  # through a DataLoader worker
+    assert (out / "block00" / "plate=EXP1_1" / "part-0.parquet").exists()  # finished plate kept
+    assert not (out / "block00" / "plate=EXP1_2").exists() or not any((out / "block00" / "plate=EXP1_2").glob("*.parquet"))
+    bad.write_bytes(good_bytes)
+    embed_handcrafted(screen, out, num_workers=0, progress=False)
+    assert len(read_embeddings(out / "block00")) == 4

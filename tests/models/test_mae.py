@@ -174,3 +174,17 @@ def test_bf16_autocast_features_match_fp32(camae):
         assert ((fast[k] - ref[k]).norm() / ref[k].norm()).item() < 1e-2
     assert ((plain[3].float() - ref[3]).norm() / ref[3].norm()).item() < 1e-2
     assert all(p.dtype == torch.float32 for p in camae.parameters())  # the model itself is untouched
+
+
+def test_bf16_autocast_training_loss_matches_fp32(camae):
+    x = uint8_images(2, 4, seed=8)
+    camae.train()
+    ref = camae(x, mask_seed=3)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = camae(x, mask_seed=3)  # decoder residual stream in bf16, encoder standard mixed precision
+    out["loss"].backward()
+    assert out["loss"].dtype == torch.float32
+    assert abs(out["loss"].item() - ref.item()) / ref.item() < 0.02
+    assert camae.encoder.blocks[0].in_proj.weight.grad is not None  # gradients reach the encoder
+    grads = [p.grad for p in camae.parameters() if p.grad is not None]  # unused channel slots have none
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
