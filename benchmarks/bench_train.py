@@ -6,7 +6,8 @@ Builds shards of the tiny simulated screen, then times for one preset (default t
   engine   ``cellmae.train.run_training`` (Lightning, LitData streaming, logging, checkpoints), median
            crops/s of metrics.csv after the first steps
 
-and prints engine / bare, the share of throughput the engine keeps. The ratio is what to compare
+and prints engine / bare (bare = mean of one run before and one after the engine), the share of
+throughput the engine keeps. The ratio is what to compare
 between machines; absolute crops/s drift when other processes load the machine.
 
 Run: ``python benchmarks/bench_train.py [--preset tiny-camae --crop 64 --batch 16 --steps 20 --precision auto]``.
@@ -60,25 +61,31 @@ def main() -> None:
         model = build_model(cfg, channels=channels)
         opt = create_optimizer(model, cfg.optim, cfg.optim.lr)
         dtype = select_autocast_dtype(torch.device("cpu"), args.precision)
-        times = []
-        for i in range(max(args.steps // 2, 4) + 2):
-            x = batches[i % len(batches)]["image"]
-            t0 = time.perf_counter()
-            with autocast(torch.device("cpu"), dtype):
-                loss = model(x, channels=channels, mask_ratio=cfg.model.mask_ratio, mask_seed=i)["loss"]
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
-        bare = args.batch / statistics.median(times[2:])
 
+        def bare_crops_per_s() -> float:
+            times = []
+            for i in range(max(args.steps // 2, 4) + 2):
+                x = batches[i % len(batches)]["image"]
+                t0 = time.perf_counter()
+                with autocast(torch.device("cpu"), dtype):
+                    loss = model(x, channels=channels, mask_ratio=cfg.model.mask_ratio, mask_seed=i)["loss"]
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                times.append(time.perf_counter() - t0)
+            return args.batch / statistics.median(times[2:])
+
+        # bare loop before and after the engine run: a large gap means the machine's load changed
+        bare_before = bare_crops_per_s()
         out = run_training(cfg, tmp / "shards", tmp / "run")
         m = pd.read_csv(out / "metrics.csv")
         engine = float(m["crops_per_s"].iloc[2:].median())
+        bare_after = bare_crops_per_s()
+        bare = (bare_before + bare_after) / 2
         print(f"preset {args.preset}  crop {args.crop}  batch {args.batch}  precision {args.precision} "
               f"(autocast {dtype})  threads {torch.get_num_threads()}")
-        print(f"bare loop : {bare:8.2f} crops/s")
+        print(f"bare loop : {bare:8.2f} crops/s  (before {bare_before:.2f}, after {bare_after:.2f})")
         print(f"engine    : {engine:8.2f} crops/s  (run_training, median of steps 3..{args.steps})")
         print(f"engine / bare = {engine / bare:.2f}")
         print(f"loss {m['loss'].iloc[0]:.3f} -> {m['loss'].iloc[-1]:.3f} over {len(m)} steps")

@@ -51,8 +51,10 @@ def format_number(value: object, digits: int = 4) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        if value != 0 and abs(value) < 1e-3:
             return f"{value:.{digits - 1}e}"
+        if abs(value) >= 10 ** digits:  # large numbers (seconds, counts) read best without exponents
+            return f"{value:,.0f}"
         return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits - 1}f}"
     return str(value)
 
