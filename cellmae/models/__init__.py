@@ -3,20 +3,31 @@
 Public API (docs/CONTRACTS.md section 3)::
 
     from cellmae.models import create_model, list_models, save_pretrained, from_pretrained, load_openphenom
+
+Imports are lazy so that ``cellmae --help`` (which imports every stage's CLI) does not load torch.
 """
 
-from cellmae.models.checkpoint import from_pretrained, save_pretrained
-from cellmae.models.openphenom import load_openphenom
-from cellmae.models.registry import PRESETS, create_model, list_models, model_summary
-from cellmae.models.standardize import self_standardize
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS",
-    "create_model",
-    "from_pretrained",
-    "list_models",
-    "load_openphenom",
-    "model_summary",
-    "save_pretrained",
-    "self_standardize",
-]
+from typing import Any
+
+_EXPORTS = {
+    "from_pretrained": "cellmae.models.checkpoint",
+    "save_pretrained": "cellmae.models.checkpoint",
+    "load_openphenom": "cellmae.models.openphenom",
+    "PRESETS": "cellmae.models.registry",
+    "create_model": "cellmae.models.registry",
+    "list_models": "cellmae.models.registry",
+    "model_summary": "cellmae.models.registry",
+    "model_from_config": "cellmae.models.registry",
+    "self_standardize": "cellmae.models.standardize",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cellmae.models' has no attribute {name!r}")
