@@ -35,14 +35,11 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     ) -> None:
-        """Run the whole pipeline and write RUN/report.html (about 10 minutes on 2 CPU cores).
+        """Run the whole pipeline and write RUN/report.html (about 10 minutes on 2 idle CPU cores).
 
-        Stages: simulate the demo screen, cut training crops, train a tiny CA-MAE, embed every
-        block with it and with the baselines (random-init of the same architecture,
-        handcrafted features), align with TVN, run every benchmark (recall of the simulated
-        truth, replicate consistency, mAP, block probes), embed a 5-channel Cell-Painting-like
-        screen with the same models (channel transfer), and build the report. Rerunning
-        resumes: finished stages are reused. Use --screen / --checkpoint for your own data.
+        Stages: simulate the demo screen, cut training crops, train a tiny CA-MAE, embed every block with it and with the baselines (random-init of the same architecture, handcrafted features), align with TVN, run every benchmark (recall of the simulated truth, replicate consistency, mAP, block probes), embed a 5-channel Cell-Painting-like screen with the same models (channel transfer), and build the report.
+
+        Rerunning with the same --out resumes: finished stages are reused, a changed option reruns only the stages it affects. Use --screen / --checkpoint / --relationships for your own data.
         """
         from rich.console import Console
 

@@ -13,15 +13,12 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         run_dir: Path = typer.Argument(..., help="Run directory holding train/, embed/, map/, bench/ (and transfer/)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Output HTML file [default: RUN_DIR/report.html]."),
-        title: str | None = typer.Option(None, "--title", help="Page title [default: the run folder's name]."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Output HTML file (default: RUN_DIR/report.html)."),
+        title: str | None = typer.Option(None, "--title", help="Page title (default: the run folder name)."),
     ) -> None:
         """Build one self-contained HTML report (figures embedded, works offline) from a run directory.
 
-        Reads only what the other stages wrote: training curves and reconstructions, well
-        embeddings before/after alignment, recall per database and method, block probes,
-        similarity of the best-recalled complexes, replicate consistency, channel transfer
-        and every number of summary.json. Missing stages are reported, not fatal.
+        Reads only what the other stages wrote: training curves and reconstructions, well embeddings before/after alignment, recall per database and method, block probes, similarity of the best-recalled complexes, replicate consistency, channel transfer (RUN_DIR/transfer) and every number of summary.json. Missing stages are named in the page, not fatal.
         """
         from rich.console import Console
 

@@ -174,10 +174,12 @@ def probe_section(run: RunContents) -> Section:
 
 def heatmap_section(run: RunContents) -> Section:
     sec = Section("Best-recalled complexes", intro="Cosine similarity of aggregated perturbation profiles for the "
-                  "complexes whose members are most alike, first method's chosen block.")
-    for m in run.methods:
-        if m.map_dir is None:
-            continue
+                  "complexes whose members are most alike: the first method, and the method with the highest "
+                  "mean recall when that is another one.")
+    long = recall_table(run.methods)
+    best = long.groupby("method", sort=False)["recall"].mean().idxmax() if not long.empty else None
+    shown = [m for i, m in enumerate(run.methods) if m.map_dir is not None and (i == 0 or m.label == best)]
+    for m in shown:
         agg = read_parquet(m.map_dir / "aggregated.parquet")
         block = views.best_group_block(agg, run.truth_genes) if agg is not None else None
         if block is None:
@@ -185,9 +187,11 @@ def heatmap_section(run: RunContents) -> Section:
         sim, names, groups = block
         sec.parts.append(figure_html(figures.similarity_heatmap(sim, names, groups, f"{m.label}: top complexes"),
                                      f"{m.label}: cosine similarity of perturbation profiles, grouped by complex."))
-        return sec
-    sec.parts.append(_missing("No aggregated profiles with known groups",
-                              "needs map/<model>/<block>/aggregated.parquet and screen/truth/genes.csv."))
+    if not sec.parts:
+        sec.parts.append(_missing("No aggregated profiles with known groups",
+                                  "needs map/<model>/<block>/aggregated.parquet and screen/truth/genes.csv."))
+    else:
+        sec.parts = [f'<div class="row">{"".join(sec.parts)}</div>']
     return sec
 
 

@@ -86,7 +86,13 @@ def create_optimizer(model_or_groups: nn.Module | list[dict], cfg: OptimConfig, 
         groups = model_or_groups
     betas = (float(cfg.betas[0]), float(cfg.betas[1]))
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        params = [p for g in groups for p in g["params"]]
+        # torch picks the per-tensor loop on CPU by default; the multi-tensor (foreach) kernel was ~5x
+        # faster per step on the tiny CA-MAE, where the loop took ~17% of a CPU training step. (The fused
+        # kernel is faster still, but Lightning's mixed-precision plugin refuses gradient clipping with it.)
+        foreach = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                 foreach=foreach or None)
     if cfg.name == "lion":
         from lion_pytorch import Lion
 
