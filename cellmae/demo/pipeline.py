@@ -153,7 +153,7 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
         if s.wsl:
             wkey = s.stage_key("steps", "max_train_minutes", upstream=shard_key)
             runner.run("train wsl", wkey, lambda ow: stages.train(
-                s, shard_dir, root / "train" / "wsl", config="tiny-wsl", overwrite=ow))
+                s, shard_dir, root / "train" / "wsl", config="tiny-wsl", overwrite=ow, user_overrides=False))
             trained["wsl"] = (root / "train" / "wsl", wkey)
     else:
         trained[MODEL] = (s.checkpoint, s.stage_key("checkpoint"))

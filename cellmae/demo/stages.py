@@ -9,7 +9,7 @@ layout and returns a small dict that the demo records in RUN/demo.json.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from cellmae.demo.settings import DemoSettings
@@ -33,8 +33,11 @@ def shards(s: DemoSettings, screen: Path, out: Path, *, overwrite: bool) -> dict
     return {"crops": report.crops_written, "fields": report.fields}
 
 
-def train(s: DemoSettings, shard_dir: Path, out: Path, *, config: str, overwrite: bool, extra: Sequence[str] = ()) -> dict:
-    """Train ``config`` on the shards for ``s.steps`` steps (at most ``s.max_train_minutes``); resumes."""
+def train(s: DemoSettings, shard_dir: Path, out: Path, *, config: str, overwrite: bool, user_overrides: bool = True) -> dict:
+    """Train ``config`` on the shards for ``s.steps`` steps (at most ``s.max_train_minutes``); resumes.
+
+    ``user_overrides``: apply ``s.train_overrides`` (they target the CA-MAE, not the WSL baseline).
+    """
     from cellmae.train.run import read_summary, run_training
 
     if overwrite and out.exists():
@@ -48,7 +51,8 @@ def train(s: DemoSettings, shard_dir: Path, out: Path, *, config: str, overwrite
     if s.max_train_minutes is not None:
         total = int(round(s.max_train_minutes * 60))
         overrides.append(f"trainer.max_time=00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}")
-    overrides += list(extra) + list(s.train_overrides)
+    if user_overrides:
+        overrides += list(s.train_overrides)
     run_training(config, shard_dir, out, overrides=overrides, resume=True)
     summ = read_summary(out)
     return {k: summ[k] for k in ("steps", "wall_s", "loss_first", "loss_last", "crops_per_s_median") if k in summ}
@@ -72,12 +76,22 @@ def block_dirs(embed_model_dir: Path) -> list[Path]:
     return sorted(p for p in embed_model_dir.glob("block[0-9]*") if p.is_dir())
 
 
+def _drop_stale_blocks(folder: Path, keep: set[str]) -> None:
+    """Remove ``block{NN}`` folders a previous run left that this run's embeddings no longer have,
+    so later stages and the report never mix blocks of two different runs."""
+    for d in folder.glob("block[0-9]*"):
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d)
+
+
 def build_maps(s: DemoSettings, root: Path, model: str, advance: Callable[[], None] | None = None) -> dict:
     """``RUN/map/<model>/<block>`` for every embedded block (filter, align, aggregate)."""
     from cellmae.profiles.pipeline import MapOptions, build_map
 
+    embedded = block_dirs(root / "embed" / model)
+    _drop_stale_blocks(root / "map" / model, {d.name for d in embedded})
     done = []
-    for d in block_dirs(root / "embed" / model):
+    for d in embedded:
         build_map(d, root / "map" / model / d.name, MapOptions(align=s.align))
         done.append(d.name)
         if advance:
@@ -109,7 +123,9 @@ def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes
     groups = truth / "genes.csv" if (truth / "genes.csv").is_file() else None
     compounds = truth / "compounds.csv" if (truth / "compounds.csv").is_file() else None
     out: dict = {}
-    map_dirs = sorted(p for p in (root / "map" / model).glob("block[0-9]*") if p.is_dir())
+    map_dirs = [root / "map" / model / d.name for d in block_dirs(root / "embed" / model)]
+    for folder in (root / "map" / model, root / "bench" / model):  # probes read every map block folder
+        _drop_stale_blocks(folder, {d.name for d in map_dirs})
     for d in map_dirs:
         opts = BenchOptions(relationships=rels or None, groups=groups, truth_compounds=compounds,
                             embed_dir=root / "embed" / model / d.name, seed=s.seed)
@@ -119,6 +135,9 @@ def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes
     if probes and len(map_dirs) > 1:
         table = probe_blocks(root / "map" / model, read_groups(groups) if groups else None, seed=s.seed)
         out["best_block"] = write_probes(table, root / "bench" / model)["block"]
+    else:  # a single block needs no choice; an old choice would point at blocks no longer here
+        for name in ("probes.csv", "best_block.json"):
+            (root / "bench" / model / name).unlink(missing_ok=True)
     return out
 
 

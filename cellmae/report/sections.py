@@ -138,7 +138,8 @@ def projection_section(run: RunContents) -> Section:
 
 def recall_section(run: RunContents) -> Section:
     sec = Section("Relationship recall", intro="Fraction of known relationships whose cosine similarity falls in "
-                  "the extreme tails of the null distribution, per database and method (higher is better).")
+                  "the extreme tails of the null distribution, per database and method (higher is better; a map without "
+                  "signal scores about 0.10 at the 5%/95% tails).")
     long = recall_table(run.methods)
     if long.empty:
         sec.parts.append(_missing("No recall.csv found under bench/", "run `cellmae bench`."))

@@ -56,13 +56,19 @@ def test_rerun_reuses_finished_stages(demo_run) -> None:
     res = run_demo(DemoSettings(out=demo_run.root, **TINY))
     assert [r.name for r in res.stages if r.status == "ran"] == ["report"]
     assert res.report.is_file()
-    # A changed training length reruns training and everything downstream, not the simulation.
-    res = run_demo(DemoSettings(out=demo_run.root, **{**TINY, "steps": 3}))
+    # A changed training length and block choice rerun training and everything downstream, not the
+    # simulation; blocks of the old run do not linger in map/ or bench/.
+    root = demo_run.root
+    res = run_demo(DemoSettings(out=root, **{**TINY, "steps": 3, "blocks": "2"}))
     status = {r.name: r.status for r in res.stages}
     assert status["simulate"] == status["shards"] == status["transfer simulate"] == "reused"
     assert status["train camae"] == status["embed camae"] == status["bench camae"] == "ran"
     assert status["embed handcrafted"] == "reused"
-    assert json.loads((demo_run.root / "train" / "camae" / "summary.json").read_text())["steps"] == 3
+    assert json.loads((root / "train" / "camae" / "summary.json").read_text())["steps"] == 3
+    for base in ("embed", "map", "bench"):
+        assert sorted(p.name for p in (root / base / "camae").glob("block*")) == ["block02"]
+    assert not (root / "bench" / "camae" / "best_block.json").exists()
+    assert "camae / block02" in res.report.read_text()
 
 
 def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
