@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         sim_set: list[str] = typer.Option(["field_size=128"], "--sim-set", help="Simulator override key=value for "
                                           "both simulated screens (repeatable; see `cellmae simulate --help`)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the simulation, training and baselines."),
-        steps: int = typer.Option(500, "--steps", help="Training steps of the CA-MAE."),
-        max_train_minutes: float | None = typer.Option(4.0, "--max-train-minutes",
+        steps: int = typer.Option(1000, "--steps", help="Training steps of the CA-MAE."),
+        max_train_minutes: float | None = typer.Option(5.0, "--max-train-minutes",
                                                        help="Stop training after this many minutes (checkpoint kept)."),
         train_config: str = typer.Option("tiny-camae", "--train-config", help="cellmae.train preset or YAML file."),
         train_set: list[str] = typer.Option([], "--train-set", help="Extra training override key=value (repeatable)."),
