@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         train_config: str = typer.Option("tiny-camae", "--train-config", help="cellmae.train preset or YAML file."),
         train_set: list[str] = typer.Option([], "--train-set", help="Extra training override key=value (repeatable)."),
         blocks: str = typer.Option("all", "--blocks", help="Blocks of the model to embed: all | last | 2,4."),
+        pool: str = typer.Option("cls", "--pool", help="Token pooling of the ViT embeddings: cls | mean | "
+                                 "channel_concat (use mean for a --checkpoint without a CLS token)."),
         relationships: list[Path] = typer.Option([], "--relationships", help="Extra relationship CSV or folder "
                                                  "(entity1,entity2), e.g. CORUM/HuMAP/Reactome (repeatable)."),
         wsl: bool = typer.Option(False, "--wsl/--no-wsl", help="Also train and compare a weakly supervised classifier."),
@@ -51,7 +53,7 @@ def register(app: typer.Typer) -> None:
             settings = DemoSettings(
                 out=out, screen=screen, checkpoint=checkpoint, preset=preset, simulate_overrides=tuple(sim_set), seed=seed, steps=steps,
                 max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
-                blocks=blocks, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
+                blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
                 transfer_preset=None if skip_transfer else transfer_preset,
             )
         except (ValueError, FileNotFoundError) as exc:

@@ -161,19 +161,20 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
 
     # 3. embeddings, maps and benchmarks of the model and the baselines
     methods: dict[str, tuple[str | Path, str | None, str]] = {
-        name: (src, s.blocks, s.stage_key("blocks", "tile", upstream=k + screen_key)) for name, (src, k) in trained.items()
+        name: (src, s.blocks, s.stage_key("blocks", "tile", "pool", upstream=k + screen_key)) for name, (src, k) in trained.items()
     }
     if "random-init" in s.baselines:
         if Path(model_dir).is_dir():
             methods["random-init"] = (f"random-init:{model_dir}", s.blocks,
-                                      s.stage_key("blocks", "tile", "seed", upstream=model_key + screen_key))
+                                      s.stage_key("blocks", "tile", "pool", "seed", upstream=model_key + screen_key))
         else:
             console.print(f"[yellow]random-init baseline skipped: {model_dir} is not a checkpoint folder[/yellow]")
     if "handcrafted" in s.baselines:
         methods["handcrafted"] = ("handcrafted", None, s.stage_key(upstream=screen_key))
     for name, (src, blocks, key) in methods.items():
         runner.run(f"embed {name}", key, lambda ow, src=src, blocks=blocks, name=name: stages.embed(
-            s, screen, src, root / "embed" / name, blocks=blocks, overwrite=ow))
+            s, screen, src, root / "embed" / name, blocks=blocks, overwrite=ow,
+            pool="mean" if name == "wsl" else None))  # the WSL classifier has no CLS token
         _map_and_bench(runner, s, root, screen, name, key, probes=blocks is not None)
 
     # 4. channel transfer: the same models on a screen with other channels, at each model's best block

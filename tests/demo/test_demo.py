@@ -41,6 +41,9 @@ def test_demo_writes_every_stage_and_method(demo_run) -> None:
     for m in ("camae", "random-init"):
         best = json.loads((root / "bench" / m / "best_block.json").read_text())
         assert best["block"] in (1, 2)
+        # the demo's default pooling (DemoSettings.pool) reaches the embed stage for both ViTs
+        for base in (root, root / "transfer"):
+            assert json.loads((base / "embed" / m / "embed_config.json").read_text())["pool"] == "cls"
     html = (root / "report.html").read_text()
     for m in METHODS:
         assert f"{m} / block0" in html
