@@ -6,35 +6,37 @@ from pathlib import Path
 
 import typer
 
+from cellmae.demo.settings import DemoSettings as _Defaults  # light module: no torch at CLI start-up
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to ``app``."""
 
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory (created; a rerun resumes it)."),
+        out: Path = typer.Option(_Defaults.out, "--out", "-o", help="Run directory (created; a rerun resumes it)."),
         screen: Path | None = typer.Option(None, "--screen", help="Your own screen folder instead of the simulated one."),
         checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Your own model (checkpoint folder or "
                                                "OpenPhenom file) instead of training one."),
-        preset: str = typer.Option("demo", "--preset", help="Simulator preset: tiny | demo | large | ..."),
-        sim_set: list[str] = typer.Option(["field_size=128"], "--sim-set", help="Simulator override key=value for "
+        preset: str = typer.Option(_Defaults.preset, "--preset", help="Simulator preset: tiny | demo | large | ..."),
+        sim_set: list[str] = typer.Option(list(_Defaults.simulate_overrides), "--sim-set", help="Simulator override key=value for "
                                           "both simulated screens (repeatable; see `cellmae simulate --help`)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the simulation, training and baselines."),
-        steps: int = typer.Option(1000, "--steps", help="Training steps of the CA-MAE."),
-        max_train_minutes: float | None = typer.Option(5.0, "--max-train-minutes",
+        seed: int = typer.Option(_Defaults.seed, "--seed", help="Seed of the simulation, training and baselines."),
+        steps: int = typer.Option(_Defaults.steps, "--steps", help="Training steps of the CA-MAE."),
+        max_train_minutes: float | None = typer.Option(_Defaults.max_train_minutes, "--max-train-minutes",
                                                        help="Stop training after this many minutes (checkpoint kept)."),
-        train_config: str = typer.Option("tiny-camae", "--train-config", help="cellmae.train preset or YAML file."),
+        train_config: str = typer.Option(_Defaults.train_config, "--train-config", help="cellmae.train preset or YAML file."),
         train_set: list[str] = typer.Option([], "--train-set", help="Extra training override key=value (repeatable)."),
-        blocks: str = typer.Option("all", "--blocks", help="Blocks of the model to embed: all | last | 2,4."),
-        pool: str = typer.Option("cls", "--pool", help="Token pooling of the ViT embeddings: cls | mean | "
-                                 "channel_concat (use mean for a --checkpoint without a CLS token)."),
+        blocks: str = typer.Option(_Defaults.blocks, "--blocks", help="Blocks of the model to embed: all | last | 2,4."),
+        pool: str = typer.Option(_Defaults.pool, "--pool", help="Token pooling of the ViT embeddings: mean | cls | "
+                                 "channel_concat (CA-MAE: one mean per channel, concatenated)."),
         relationships: list[Path] = typer.Option([], "--relationships", help="Extra relationship CSV or folder "
                                                  "(entity1,entity2), e.g. CORUM/HuMAP/Reactome (repeatable)."),
         wsl: bool = typer.Option(False, "--wsl/--no-wsl", help="Also train and compare a weakly supervised classifier."),
         skip_transfer: bool = typer.Option(False, "--skip-transfer", help="Skip the channel-transfer experiment."),
-        transfer_preset: str = typer.Option("cellpainting-demo", "--transfer-preset",
+        transfer_preset: str = typer.Option(_Defaults.transfer_preset, "--transfer-preset",
                                             help="Simulator preset of the 5-channel transfer screen."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+        device: str = typer.Option(_Defaults.device, "--device", help="auto | cpu | cuda | cuda:N."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     ) -> None:
         """Run the whole pipeline and write RUN/report.html (about 10 minutes on 2 idle CPU cores).

@@ -1,7 +1,7 @@
 """What a demo run is made of: one dataclass of every knob, with the defaults `cellmae demo` uses.
 
 The defaults are sized for the ~10 minute CPU budget of the README's main command on 2 cores:
-the ``demo`` simulated screen, the ``tiny-camae`` training preset for a fixed number of steps
+the ``demo`` simulated screen, the ``demo-camae`` training preset for a fixed number of steps
 (capped by wall-clock minutes), every block of the tiny encoder embedded, TVN alignment.
 """
 
@@ -24,26 +24,31 @@ class DemoSettings:
     screen: Path | None = None  # your own screen (RxRx / Cell Painting layout) instead of the simulated one
     checkpoint: Path | None = None  # your own model (checkpoint dir or OpenPhenom file) instead of training
     preset: str = "demo"  # simulator preset when no --screen is given
-    # Simulator overrides (key=value) for both screens. 128px fields hold 4 embedding tiles instead of
-    # 16: the whole screen is featurized 4x faster, which is what fits the 10 minute CPU budget.
-    simulate_overrides: tuple[str, ...] = ("field_size=128",)
+    # Simulator overrides (key=value) for both screens. None by default: the preset's 256 px fields hold
+    # ~75 cells per well. At 128 px (~19 cells) the wells were too noisy for the 5-minute model: its
+    # sim-truth recall was 0.09-0.16, within noise of random-init; the same model scored 0.17-0.26 on
+    # the 256 px screen (random-init 0.126, i.e. chance). 4x the pixels of 128 px fields to embed.
+    simulate_overrides: tuple[str, ...] = ()
     seed: int = 0
-    train_config: str = "tiny-camae"  # cellmae.train preset name or YAML path
-    # The tiny CA-MAE sits on the "predict the mean" plateau (loss ~1.0) for its first ~150 steps and only
-    # then learns structure (loss 0.58 at step 750); fewer steps give features no better than random-init.
-    steps: int = 1000
+    # 16 px patches (cellmae/train/presets/demo-camae.yaml): on the 256 px demo screen the patch-8
+    # tiny-camae reached sim-truth recall 0.237 in 5 min (782 steps) and took 125 s to embed the screen;
+    # the patch-16 model embeds it in ~25 s and, trained for 2200 steps, reached 0.251 (random-init 0.101).
+    train_config: str = "demo-camae"
+    # It sits on the "predict the mean" plateau (loss ~1.0) for its first few hundred steps and keeps
+    # improving after: with a full cosine schedule, 1500 steps gave recall 0.169 and 2200 steps 0.251
+    # (~4.7 min on 2 idle cores). The cap keeps a loaded machine inside the budget (the weights at the
+    # cap are used). Batch 64 at lr 3e-3 (fewer, larger steps) did worse in 4 min.
+    steps: int = 2200
     max_train_minutes: float | None = 5.0
     train_overrides: tuple[str, ...] = ()  # extra key=value overrides for cellmae.train
     crop_size: int = 64
     crops_per_field: int = 16
     blocks: str = "all"  # blocks of the trained model to embed ("all", "last", "2,4")
     tile: int = 64
-    # Token pooling of the ViTs (trained and random-init alike). "cls", not "mean": on self-standardized
-    # crops the mean over channel x patch tokens of this shallow model is nearly the same vector for every
-    # well (blocks 1-4 of random-init correlate at 0.99999, of the trained model at 0.95-0.996), so mean
-    # pooling scored at chance (sim-truth recall 0.07-0.11) where the attention-pooled CLS token reached
-    # 0.14-0.18 vs 0.08-0.12 for random-init (measured on the 5 min demo model).
-    pool: str = "cls"
+    # Token pooling of the ViTs (trained and random-init alike): the mean over channel x patch tokens, as in
+    # the papers. (An earlier "cls" default came from bf16 runs in which the near-constant random-init
+    # CLS token was rounded to a few values; in fp32 mean and CLS scored alike, 0.17-0.26 vs 0.23-0.26.)
+    pool: str = "mean"
     batch_size: int = 64  # embedding batch
     align: str = "tvn"
     relationships: tuple[Path, ...] = ()  # extra relationship CSVs / folders (entity1,entity2)

@@ -43,7 +43,7 @@ def test_demo_writes_every_stage_and_method(demo_run) -> None:
         assert best["block"] in (1, 2)
         # the demo's default pooling (DemoSettings.pool) reaches the embed stage for both ViTs
         for base in (root, root / "transfer"):
-            assert json.loads((base / "embed" / m / "embed_config.json").read_text())["pool"] == "cls"
+            assert json.loads((base / "embed" / m / "embed_config.json").read_text())["pool"] == DemoSettings.pool
     html = (root / "report.html").read_text()
     for m in METHODS:
         assert f"{m} / block0" in html
