@@ -31,7 +31,7 @@ class DemoSettings:
     simulate_overrides: tuple[str, ...] = ()
     seed: int = 0
     # 16 px patches (cellmae/train/presets/demo-camae.yaml): on the 256 px demo screen the patch-8
-    # tiny-camae reached sim-truth recall 0.237 in 5 min (782 steps) and took 125 s to embed the screen;
+    # tiny-camae reached sim-truth recall 0.237 in 5 min (755 steps) and took 125 s to embed the screen;
     # the patch-16 model embeds it in ~25 s and, trained for 2200 steps, reached 0.251 (random-init 0.101).
     train_config: str = "demo-camae"
     # It sits on the "predict the mean" plateau (loss ~1.0) for its first few hundred steps and keeps
