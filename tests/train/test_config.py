@@ -20,6 +20,18 @@ def test_every_bundled_preset_loads_and_names_a_registered_model() -> None:
         assert (cfg.task == "wsl") == cfg.model.name.startswith("wsl")
 
 
+def test_demo_preset_is_the_patch16_tiny_camae() -> None:
+    """The demo's model: 16 tokens per channel of a 64 px crop, 4 blocks, channel-agnostic."""
+    from cellmae.demo.settings import DemoSettings
+    from cellmae.models.registry import create_model
+
+    cfg = load_config(DemoSettings.train_config)
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    assert model.cfg.patch_size == 16 and model.cfg.img_size == 64 and model.num_blocks == 4
+    assert model.cfg.tokenizer == "channel_agnostic"
+    assert cfg.trainer.max_steps == DemoSettings.steps
+
+
 def test_overrides_are_typed_and_nested() -> None:
     cfg = load_config("tiny-camae", ["optim.lr=1e-3", "trainer.max_steps=7", "optim.betas=[0.9, 0.99]",
                                      "model.kwargs.embed_dim=96", "trainer.max_time=null", "trainer.devices=2",
