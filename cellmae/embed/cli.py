@@ -33,7 +33,7 @@ def embed(
     site_level: bool = typer.Option(False, "--site-level", help="Also write one row per site under OUT/sites/blockNN."),
     anndata: bool = typer.Option(False, "--anndata", help="Also export OUT/anndata/blockNN.h5ad once all plates are done."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete OUT first instead of resuming."),
-    num_workers: int = typer.Option(None, "--num-workers", help="DataLoader workers reading and tiling fields (default: cores - 1, at most 4)."),
+    num_workers: int = typer.Option(None, "--num-workers", help="DataLoader workers reading and tiling fields (default: cores - 1, at most 4; handcrafted: cores, at most 4)."),
     processes: int = typer.Option(1, "--processes", help="Local processes (one per GPU, or CPU shares); for clusters launch with torchrun/srun instead."),
     best_block: Path = typer.Option(None, "--best-block", help="best_block.json for --blocks auto (default RUN/bench/<model>/best_block.json)."),
     seed: int = typer.Option(0, help="Seed of random-init baselines."),

@@ -218,11 +218,14 @@ def _store(out_dir: Path, config: dict, overwrite: bool, rank: int | None, world
     return EmbeddingStore(out_dir, config, overwrite=overwrite)
 
 
-def _default_workers(num_workers: int | None) -> int:
+def _default_workers(num_workers: int | None, *, model_in_main: bool = True) -> int:
     if num_workers is not None:
         return num_workers
+    cores = os.cpu_count() or 1
+    if not model_in_main:  # handcrafted: all the work is in the workers, the main process only collects
+        return max(0, min(4, cores))
     # Decoding PNGs is the other half of the work on CPU; leave one core to the model.
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return max(0, min(4, cores - 1))
 
 
 def run_embedding(
@@ -306,7 +309,7 @@ def run_handcrafted(
     # field by field, so an unreadable file loses no finished plate.
     summary = _run(screen, store, prep=HandcraftedPrep(plan.indices, plan.names, dna), compute=precomputed_features,
                    blocks=[HANDCRAFTED_BLOCK], site_level=site_level, fields_per_batch=1,
-                   num_workers=_default_workers(num_workers), rank=rank, world_size=world_size,
+                   num_workers=_default_workers(num_workers, model_in_main=False), rank=rank, world_size=world_size,
                    progress=progress, feature_names=names)
     summary.extra |= {"channels": list(plan.names), "dna_channel": plan.names[dna]}
     if anndata and summary.manifest is not None:
