@@ -7,7 +7,7 @@ Imports are lazy so that ``cellmae --help`` does not load torch.
 
 from __future__ import annotations
 
-from typing import Any
+from cellmae.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "embed_screen": "cellmae.embed.pipeline",
@@ -20,10 +20,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cellmae.embed' has no attribute {name!r}")
+__getattr__ = lazy_getattr("cellmae.embed", _EXPORTS)

@@ -9,7 +9,7 @@ Imports are lazy so that ``cellmae --help`` (which imports every stage's CLI) do
 
 from __future__ import annotations
 
-from typing import Any
+from cellmae.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "from_pretrained": "cellmae.models.checkpoint",
@@ -24,10 +24,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cellmae.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr("cellmae.models", _EXPORTS)
