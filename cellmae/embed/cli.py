@@ -64,10 +64,13 @@ def embed(
             if overwrite:  # clear once here: ranks must not delete each other's fresh parts
                 import shutil
 
-                shutil.rmtree(out, ignore_errors=True)
+                from cellmae.embed.writer import embedding_lock
+
+                with embedding_lock(out, 0):  # not while another run writes there
+                    shutil.rmtree(out, ignore_errors=True)
                 options["overwrite"] = False
             launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
-            from cellmae.embed.writer import MANIFEST_FILE
+            from cellmae.utils.manifest import MANIFEST_FILE
 
             console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
             return

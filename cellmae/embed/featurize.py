@@ -17,6 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from cellmae.embed.aggregate import mean_of_runs
 from cellmae.embed.channels import ChannelPlan
+from cellmae.utils.errors import InputError, is_expected, one_line
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,39 @@ class _Fields(Dataset):
     def __len__(self) -> int:
         return len(self.sites)
 
-    def __getitem__(self, k: int) -> tuple[int, np.ndarray]:
+    def __getitem__(self, k: int) -> tuple[int, np.ndarray | None, str | None]:
         i = int(self.sites[k])
         try:
-            return i, self.prep(self.screen.read_field(i))
+            return i, self.prep(self.screen.read_field(i)), None
         except Exception as err:
-            where = self.screen.path(i) if hasattr(self.screen, "path") else f"field {i}"
-            raise RuntimeError(f"featurizing field {i} ({where}) failed: {err}") from err
+            if not is_expected(err):  # a bug: keep its traceback, but say which field hit it
+                raise RuntimeError(f"featurizing field {i} ({_field_files(self.screen, i)}) failed: {err}") from err
+            # An unreadable file is handed back as data, not raised: a DataLoader worker's
+            # exception reaches the main process with the worker's traceback pasted into its
+            # message, and the user should get one line that names the file.
+            return i, None, _field_error(self.screen, i, err)
 
 
-def _collate(items: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _field_files(screen, i: int) -> str:
+    files = screen.path(i) if hasattr(screen, "path") else f"field {i}"
+    return ", ".join(str(f) for f in files) if isinstance(files, list | tuple) else str(files)
+
+
+def _field_error(screen, i: int, err: BaseException) -> str:
+    line = one_line(err)
+    files = _field_files(screen, i)
+    if not any(f.strip() in line for f in files.split(",")):
+        line = f"field {i} ({files}): {line}"
+    return f"{line}; fix or remove the file, then rerun the same command (finished plates are kept)"
+
+
+def _collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    errors = [e for _, _, e in items if e is not None]
+    items = [(i, a) for i, a, e in items if e is None]
     idx = np.array([i for i, _ in items], dtype=np.int64)
     counts = np.array([len(a) for _, a in items], dtype=np.int64)
-    return idx, np.concatenate([a for _, a in items]), counts
+    rows = np.concatenate([a for _, a in items]) if items else np.zeros(0, dtype=np.uint8)
+    return idx, rows, counts, errors
 
 
 def featurize_sites(
@@ -135,7 +156,9 @@ def featurize_sites(
         prefetch_factor=2 if num_workers else None,
     )
     images = 0
-    for idx, rows, counts in loader:
+    for idx, rows, counts, errors in loader:
+        if errors:
+            raise InputError(errors[0])
         feats = compute(rows)
         images += len(rows)
         for b, f in feats.items():

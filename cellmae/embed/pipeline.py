@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,11 @@ from cellmae.embed.featurize import (
 )
 from cellmae.embed.progress import WellProgress
 from cellmae.embed.sources import HANDCRAFTED, resolve_source
-from cellmae.embed.writer import EmbeddingStore, block_name, plate_id
+from cellmae.embed.writer import FEATURE_NAMES_FILE, EmbeddingStore, block_name, embedding_lock, plate_id
+from cellmae.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 HANDCRAFTED_BLOCK = 0  # handcrafted features have no blocks; they live in block00
-FEATURE_NAMES_FILE = "feature_names.json"
 
 
 @dataclass
@@ -208,14 +209,26 @@ def _run(screen, store: EmbeddingStore, *, prep, compute, blocks: list[int], sit
     return summary
 
 
-def _store(out_dir: Path, config: dict, overwrite: bool, rank: int | None, world_size: int | None) -> EmbeddingStore:
+@contextlib.contextmanager
+def _open_store(out_dir: Path, config: dict, overwrite: bool, rank: int | None,
+                world_size: int | None) -> Iterator[EmbeddingStore]:
+    """The output store of this rank, held under its lock for the whole run."""
     info = rank_info()
+    rank = info.rank if rank is None else rank
     world_size = info.world_size if world_size is None else world_size
     if overwrite and world_size > 1:
         # Ranks do not synchronise: one rank deleting OUT could remove another's fresh parts, or
         # another rank could trust stale markers just before they are deleted.
-        raise ValueError(f"overwrite with {world_size} ranks is unsafe: delete {out_dir} before launching")
-    return EmbeddingStore(out_dir, config, overwrite=overwrite)
+        raise InputError(f"--overwrite with {world_size} ranks is unsafe: delete {out_dir} before launching")
+    with embedding_lock(out_dir, rank):
+        yield EmbeddingStore(out_dir, config, overwrite=overwrite)
+
+
+def _check_counts(batch_size: int, num_workers: int | None) -> None:
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: give at least 1 image per forward pass (default 64)")
+    if num_workers is not None and num_workers < 0:
+        raise InputError(f"--num-workers {num_workers}: give 0 (read in the main process) or more")
 
 
 def _default_workers(num_workers: int | None, *, model_in_main: bool = True) -> int:
@@ -254,6 +267,7 @@ def run_embedding(
     """Featurize ``screen`` with ``model_source`` into ``out_dir`` (= RUN/embed/<model>); see embed_screen."""
     from cellmae.utils.device import select_autocast_dtype
 
+    _check_counts(batch_size, num_workers)
     screen = open_any_screen(screen, layout)
     out_dir = Path(out_dir)
     requested = parse_channel_list(channels)
@@ -278,15 +292,16 @@ def run_embedding(
     config = {"source": src.describe(), "tile": tile, "pool": pool, "channels": list(plan.names),
               "precision": str(dtype).replace("torch.", "") if dtype else "float32", "seed": seed,
               "level": "well+site" if site_level else "well"}
-    store = _store(out_dir, config, overwrite, rank, world_size)
     compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size)
-    summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
-                   fields_per_batch=max(1, batch_size // tiles_per_field), num_workers=_default_workers(num_workers),
-                   rank=rank, world_size=world_size, progress=progress, pin_memory=dev.type == "cuda")
+    with _open_store(out_dir, config, overwrite, rank, world_size) as store:
+        summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
+                       fields_per_batch=max(1, batch_size // tiles_per_field),
+                       num_workers=_default_workers(num_workers), rank=rank, world_size=world_size,
+                       progress=progress, pin_memory=dev.type == "cuda")
+        if anndata and summary.manifest is not None:
+            _export_anndata(out_dir, block_list)
     summary.extra |= {"device": str(dev), "precision": config["precision"], "channels": list(plan.names),
                       "dropped_channels": list(plan.dropped), "tiles_per_field": tiles_per_field}
-    if anndata and summary.manifest is not None:
-        _export_anndata(out_dir, block_list)
     return summary
 
 
@@ -303,17 +318,18 @@ def run_handcrafted(
     dna = find_dna_channel(plan.names)
     config = {"source": {"kind": "handcrafted", "name": HANDCRAFTED}, "channels": list(plan.names),
               "dna_channel": plan.names[dna], "level": "well+site" if site_level else "well"}
-    store = _store(out_dir, config, overwrite, rank, world_size)
+    _check_counts(1, num_workers)
     names = handcrafted_feature_names(plan.names)
-    # One field per batch: there is no model to batch for, and plates then finish (and are kept)
-    # field by field, so an unreadable file loses no finished plate.
-    summary = _run(screen, store, prep=HandcraftedPrep(plan.indices, plan.names, dna), compute=precomputed_features,
-                   blocks=[HANDCRAFTED_BLOCK], site_level=site_level, fields_per_batch=1,
-                   num_workers=_default_workers(num_workers, model_in_main=False), rank=rank, world_size=world_size,
-                   progress=progress, feature_names=names)
+    with _open_store(Path(out_dir), config, overwrite, rank, world_size) as store:
+        # One field per batch: there is no model to batch for, and plates then finish (and are
+        # kept) field by field, so an unreadable file loses no finished plate.
+        summary = _run(screen, store, prep=HandcraftedPrep(plan.indices, plan.names, dna),
+                       compute=precomputed_features, blocks=[HANDCRAFTED_BLOCK], site_level=site_level,
+                       fields_per_batch=1, num_workers=_default_workers(num_workers, model_in_main=False),
+                       rank=rank, world_size=world_size, progress=progress, feature_names=names)
+        if anndata and summary.manifest is not None:
+            _export_anndata(Path(out_dir), [HANDCRAFTED_BLOCK], feature_names=names)
     summary.extra |= {"channels": list(plan.names), "dna_channel": plan.names[dna]}
-    if anndata and summary.manifest is not None:
-        _export_anndata(Path(out_dir), [HANDCRAFTED_BLOCK], feature_names=names)
     return summary
 
 

@@ -5,8 +5,8 @@ Layout under ``OUT`` (= ``RUN/embed/<model>``)::
     block06/plate=<id>/part-0.parquet     one row per well (metadata + float32 feature_ columns)
     sites/block06/plate=<id>/part-0.parquet   one row per site (only with site level on)
     _progress/plate=<id>.json             written last: which blocks of this plate are complete
-    embed_config.json                     what produced the embeddings (checked on resume)
-    manifest.json                         plates, wells and files, once every plate is done
+    embed_config.json                     what produced the embeddings (created once; every writer must match)
+    manifest.json                         plates, wells, parts and their sizes, once every plate is done
 
 A plate is written by exactly one rank, under a fixed part name, so reruns and different world
 sizes overwrite instead of duplicating; the ``_progress`` marker is written after the Parquet
@@ -15,21 +15,27 @@ files, so a kill at any point leaves the plate either complete or recomputed on 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from cellmae.utils.atomic import atomic_path, write_text_atomic
+from cellmae.utils.errors import InputError
+from cellmae.utils.manifest import output_lock, write_manifest
 
 PART_NAME = "part-0.parquet"
 PROGRESS_DIR = "_progress"
 CONFIG_FILE = "embed_config.json"
-MANIFEST_FILE = "manifest.json"
+FEATURE_NAMES_FILE = "feature_names.json"
+EMBED_KIND = "embed"
 SITES_DIR = "sites"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -45,7 +51,10 @@ def plate_id(experiment: str, plate: str) -> str:
 
 
 class EmbeddingStore:
-    """The output folder of one model: per-plate Parquet parts, progress markers, config, manifest."""
+    """The output folder of one model: per-plate Parquet parts, progress markers, config, manifest.
+
+    Create it inside :func:`embedding_lock` (one writer per rank and folder).
+    """
 
     def __init__(self, root: str | Path, config: Mapping, *, overwrite: bool = False, check: bool = True):
         self.root = Path(root)
@@ -57,22 +66,24 @@ class EmbeddingStore:
             self._check_config()
 
     def _check_config(self) -> None:
-        # A rerun may only resume output made with the same settings; silently mixing tiles,
-        # pools or models inside one feature set would corrupt every downstream benchmark.
+        # One settings record per folder, created once: every writer (each rank of a run, a
+        # rerun, a second run started by mistake) must match it exactly. Mixing tiles, pools or
+        # models inside one feature set would corrupt every downstream benchmark, and a record
+        # rewritten by a later run would disagree with parts and a manifest made by the first.
         path = self.root / CONFIG_FILE
-        if path.exists():
+        _create_once(path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        try:
             old = json.loads(path.read_text())
-            diff = {k: (old.get(k), v) for k, v in self.config.items() if old.get(k) != v}
-            started = (self.root / PROGRESS_DIR).is_dir() and any((self.root / PROGRESS_DIR).iterdir())
-            if diff and started:
-                lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-                raise ValueError(
-                    f"{self.root} holds embeddings made with other settings ({lines}); "
-                    "write to another folder or pass --overwrite"
-                )
-            if not diff:
-                return
-        write_text_atomic(path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable ({exc}); delete {self.root} or pass --overwrite") from exc
+        keys = sorted(set(old) | set(self.config))
+        diff = {k: (old.get(k), self.config.get(k)) for k in keys if old.get(k) != self.config.get(k)}
+        if diff:
+            lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise InputError(
+                f"{self.root} holds embeddings made with other settings ({lines}); "
+                "write to another folder or pass --overwrite"
+            )
 
     # ---- paths ---------------------------------------------------------------------------
     def block_dir(self, block: int, *, level: str = "well") -> Path:
@@ -124,7 +135,9 @@ class EmbeddingStore:
     def write_manifest(self, plates: Iterable[str], blocks: Iterable[int], *, levels: Iterable[str]) -> Path | None:
         """Write ``manifest.json`` when every plate has every block; return its path (else None).
 
-        Built only from the progress markers, so whichever rank finishes last writes the same file.
+        Built only from the progress markers and the files on disk, so whichever rank finishes
+        last writes the same file. It lists every part (sizes; checksums would reread gigabytes)
+        and the settings of ``embed_config.json``, so the two cannot disagree.
         """
         plates, levels = sorted(plates), list(levels)
         entries = []
@@ -137,12 +150,48 @@ class EmbeddingStore:
             marker = json.loads(self._progress_path(pid).read_text())
             entries.append({"plate": pid, "wells": marker.get("wells"), "sites": marker.get("sites")})
         blocks = sorted(common or blocks)
-        manifest = {
-            "config": self.config,
+        files = [self.part_path(b, pid, level=lv) for b in blocks for pid in plates for lv in levels]
+        files += [self.root / f for f in (CONFIG_FILE, FEATURE_NAMES_FILE) if (self.root / f).is_file()]
+        extra = {
             "blocks": {block_name(b): str(self.block_dir(b).relative_to(self.root)) for b in blocks},
             "levels": levels,
             "plates": entries,
             "wells": int(sum(e["wells"] or 0 for e in entries)),
             "sites": int(sum(e["sites"] or 0 for e in entries)),
         }
-        return write_text_atomic(self.root / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+        return write_manifest(self.root, EMBED_KIND, self.config, checksums=False, extra=extra,
+                              files=[f.relative_to(self.root) for f in files])
+
+
+@contextlib.contextmanager
+def embedding_lock(root: str | Path, rank: int = 0) -> Iterator[None]:
+    """This rank's lock on ``root``: a second run into the same folder fails at once, naming the holder.
+
+    Ranks of one distributed run share the folder by design (each writes its own plates), so the
+    lock is per rank; two runs always collide on rank 0, and :class:`EmbeddingStore`'s settings
+    check refuses any writer whose settings differ.
+    """
+    with output_lock(root, part=f"rank{int(rank)}"):
+        yield
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` only if it does not exist, atomically.
+
+    Written by hand: no library offers create-if-absent with the full content at once. The text
+    goes to a temporary file that is then hard-linked to ``path``; ``link`` fails when ``path``
+    exists, so of two writers racing, exactly one record survives and both compare against it.
+    """
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)

@@ -17,6 +17,7 @@ from cellmae.utils.atomic import atomic_path
 ALIGNED_FILE = "aligned.parquet"
 AGGREGATED_FILE = "aggregated.parquet"
 SUMMARY_FILE = "map.json"
+MAP_KIND = "map"  # the manifest kind of a `cellmae map` output folder
 
 
 def read_well_embeddings(path: str | Path) -> pd.DataFrame:

@@ -14,8 +14,17 @@ from cellmae.data.schema import EXPERIMENT, IS_CONTROL, SchemaError, feature_col
 from cellmae.profiles.aggregate import AGG_METHODS, aggregate
 from cellmae.profiles.align import ALIGN_METHODS, align
 from cellmae.profiles.filtering import filter_wells
-from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, SUMMARY_FILE, read_well_embeddings, write_table
+from cellmae.profiles.io import (
+    AGGREGATED_FILE,
+    ALIGNED_FILE,
+    MAP_KIND,
+    SUMMARY_FILE,
+    read_well_embeddings,
+    write_table,
+)
 from cellmae.utils.atomic import write_text_atomic
+from cellmae.utils.errors import InputError, writing
+from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, sha256_file
 
 
 @dataclass
@@ -41,9 +50,21 @@ class MapOptions:
             raise ValueError(f"--min-replicates must be >= 1, got {self.min_replicates}")
 
 
-def map_tables(wells: pd.DataFrame, opts: MapOptions) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def check_not_constant(wells: pd.DataFrame, source: str | Path = "the embeddings") -> None:
+    """Refuse features that do not vary across wells: alignment would turn them into zeros or fail."""
+    feats = feature_columns(wells)
+    x = wells[feats].to_numpy(dtype=np.float64)
+    finite = np.isfinite(x).all(axis=1)
+    if len(feats) and finite.sum() > 1 and np.all(np.ptp(x[finite], axis=0) == 0):
+        raise InputError(f"{source}: all {len(feats)} feature columns are constant over {int(finite.sum())} wells, "
+                         "so they hold no signal to map; check the model and the `cellmae embed` run that made them")
+
+
+def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "the embeddings",
+               ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(aligned wells, aggregated profiles, summary) from a well table, in memory."""
     opts.check()
+    check_not_constant(wells, source)
     if opts.batch_col not in wells.columns:
         raise SchemaError(f"batch column {opts.batch_col!r} not in the embeddings; have {list(wells.columns)[:12]}")
     timings: dict[str, float] = {}
@@ -92,18 +113,30 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions) -> tuple[pd.DataFrame, pd.
 
 
 def build_map(embed_dir: str | Path, out_dir: str | Path, opts: MapOptions | None = None) -> dict:
-    """Read ``embed_dir``, build the map, write ``aligned.parquet``, ``aggregated.parquet`` and
-    ``map.json`` into ``out_dir`` (each atomically; ``map.json`` last, so its presence means the
-    map is complete). Returns the summary."""
+    """Read ``embed_dir``, build the map and commit ``aligned.parquet``, ``aggregated.parquet`` and
+    ``map.json`` into ``out_dir`` as a unit (a temporary folder, ``manifest.json`` last, renamed
+    into place): a reader sees the old complete map or the new one, never a mix. Returns the summary."""
+    from cellmae.embed.io import check_complete_block
+
     opts = opts or MapOptions()
     opts.check()
+    embed_dir, out_dir = Path(embed_dir), Path(out_dir)
+    embed_manifest = check_complete_block(embed_dir)  # None: the user's own embeddings
     wells = read_well_embeddings(embed_dir)
-    aligned, aggregated, summary = map_tables(wells, opts)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # an old summary must not vouch for new tables
-    write_table(aligned, out_dir / ALIGNED_FILE)
-    write_table(aggregated, out_dir / AGGREGATED_FILE)
-    summary["input"] = str(Path(embed_dir))
-    write_text_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    aligned, aggregated, summary = map_tables(wells, opts, source=embed_dir)
+    summary["input"] = str(embed_dir)
+    inputs = {"embeddings": str(embed_dir),
+              "embed_manifest_sha256": embed_manifest_digest(embed_dir) if embed_manifest else None}
+    with writing(out_dir), committed_dir(out_dir, MAP_KIND, settings=asdict(opts), inputs=inputs) as tmp:
+        write_table(aligned, tmp / ALIGNED_FILE)
+        write_table(aggregated, tmp / AGGREGATED_FILE)
+        write_text_atomic(tmp / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def embed_manifest_digest(block_dir: Path) -> str | None:
+    """SHA-256 of the embed manifest behind a block folder (which embed run a map was made from)."""
+    from cellmae.embed.io import embed_root_of
+
+    root = embed_root_of(block_dir)
+    return sha256_file(root / MANIFEST_FILE) if root is not None and (root / MANIFEST_FILE).is_file() else None

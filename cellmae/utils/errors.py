@@ -87,3 +87,14 @@ def reading(path: str | os.PathLike, what: str = "file", hint: str = "") -> Iter
             raise
         tail = f"; {hint}" if hint else ""
         raise InputError(f"{os.fspath(path)}: cannot read this {what} ({one_line(exc)}){tail}") from exc
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in an ``OSError`` that lacks a file name (pyarrow's full-disk error has none)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or not exc.errno:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc

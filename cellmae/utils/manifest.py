@@ -19,7 +19,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,19 @@ def _data_files(root: Path) -> list[Path]:
 
 
 def build_manifest(root: str | os.PathLike, kind: str, settings: Mapping[str, Any] | None = None,
-                   inputs: Mapping[str, Any] | None = None, *, checksums: bool = True) -> dict:
-    """The manifest of the files now under ``root`` (sizes, and SHA-256 unless ``checksums`` is off)."""
+                   inputs: Mapping[str, Any] | None = None, *, checksums: bool = True,
+                   files: Iterable[str | os.PathLike] | None = None) -> dict:
+    """The manifest of the files now under ``root`` (sizes, and SHA-256 unless ``checksums`` is off).
+
+    ``files`` (paths under ``root``) restricts the listing, for folders that also hold files
+    written after the manifest (exports) or rewritten by every run (progress markers).
+    """
     from cellmae import __version__
 
     root = Path(root)
+    chosen = _data_files(root) if files is None else sorted({root / Path(f) for f in files})
     files = {}
-    for path in _data_files(root):
+    for path in chosen:
         entry: dict[str, Any] = {"bytes": path.stat().st_size}
         if checksums:
             entry["sha256"] = sha256_file(path)
@@ -68,9 +74,9 @@ def build_manifest(root: str | os.PathLike, kind: str, settings: Mapping[str, An
 
 def write_manifest(root: str | os.PathLike, kind: str, settings: Mapping[str, Any] | None = None,
                    inputs: Mapping[str, Any] | None = None, *, checksums: bool = True,
-                   extra: Mapping[str, Any] | None = None) -> Path:
+                   extra: Mapping[str, Any] | None = None, files: Iterable[str | os.PathLike] | None = None) -> Path:
     """Write ``root/manifest.json`` atomically; call it after every other file is in place."""
-    manifest = build_manifest(root, kind, settings, inputs, checksums=checksums)
+    manifest = build_manifest(root, kind, settings, inputs, checksums=checksums, files=files)
     manifest.update(extra or {})
     return write_text_atomic(Path(root) / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
 
@@ -111,18 +117,22 @@ def read_manifest(root: str | os.PathLike, kind: str, *, rerun: str, deep: bool 
     return manifest
 
 
-def _lock_path(folder: Path) -> Path:
-    return folder.parent / f".{folder.name}.lock"
+def _lock_path(folder: Path, part: str | None = None) -> Path:
+    return folder.parent / (f".{folder.name}.{part}.lock" if part else f".{folder.name}.lock")
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the one-writer lock of ``folder`` (a sibling ``.NAME.lock``) for the block's duration."""
+def output_lock(folder: str | os.PathLike, part: str | None = None) -> Iterator[None]:
+    """Hold the one-writer lock of ``folder`` (a sibling ``.NAME.lock``) for the block's duration.
+
+    ``part`` names a share of the folder with its own lock (``.NAME.PART.lock``): the ranks of one
+    distributed run write one folder together, each holding the lock of its own rank.
+    """
     from filelock import FileLock, Timeout
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    lock_file = _lock_path(folder)
+    lock_file = _lock_path(folder, part)
     holder_file = lock_file.with_name(lock_file.name + ".holder")
     lock = FileLock(lock_file, timeout=0)
     try:
@@ -133,7 +143,8 @@ def output_lock(folder: str | os.PathLike) -> Iterator[None]:
             who = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}: {holder.get('command')}"
         except (OSError, ValueError):
             who = "holder unknown"
-        raise OutputBusyError(f"{folder} is being written by another cellmae process ({who}); wait for it "
+        share = f" ({part})" if part else ""
+        raise OutputBusyError(f"{folder}{share} is being written by another cellmae process ({who}); wait for it "
                               "to finish or write to another --out") from None
     try:
         holder_file.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
