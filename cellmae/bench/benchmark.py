@@ -3,15 +3,17 @@
 ``run_bench`` is what ``cellmae bench`` calls; each benchmark also stands alone in its module
 (pure functions over metadata and features). A benchmark that cannot run on this map (no
 compounds, no functional groups, one batch, ...) is recorded under ``summary["skipped"]`` with
-the reason, instead of failing the whole run. Everything is written into a temporary folder and
-renamed into place, so a bench folder is complete or absent.
+the reason, instead of failing the whole run. Everything is written into a temporary folder, a
+manifest (files, options, the map it scored) is written last and the folder renamed into place,
+so a bench folder is complete or absent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,9 +31,10 @@ from cellmae.bench.inputs import (
     read_map_dir,
     read_profiles,
 )
-from cellmae.bench.summary import SCHEMA_VERSION, recall_summary, write_summary
+from cellmae.bench.summary import BENCH_KIND, SCHEMA_VERSION, recall_summary, write_summary
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION
-from cellmae.utils.atomic import atomic_dir
+from cellmae.utils.errors import InputError, writing
+from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +111,41 @@ def _groups(opts: BenchOptions) -> pd.DataFrame | None:
     return read_groups(path) if path is not None else None
 
 
+def bench_settings(opts: BenchOptions) -> dict:
+    """The options of a bench run as JSON values (recorded in its manifest, compared on resume)."""
+    return json.loads(json.dumps(asdict(opts), default=str))
+
+
+def bench_inputs(map_dir: Path) -> dict:
+    """Which map a bench folder was made from: its path and the checksum of its manifest."""
+    return {"map": str(map_dir), "map_manifest_sha256": sha256_file(map_dir / MANIFEST_FILE)}
+
+
+def is_current(out_dir: str | Path, map_dir: str | Path, opts: BenchOptions) -> bool:
+    """Whether ``out_dir`` is a complete bench of the map now in ``map_dir`` with these options."""
+    out_dir, map_dir = Path(out_dir), Path(map_dir)
+    try:
+        manifest = read_manifest(out_dir, BENCH_KIND, rerun="cellmae bench")
+    except InputError:
+        return False
+    opts = resolve_truth_dir(opts)
+    return (manifest.get("inputs", {}).get("map_manifest_sha256") == bench_inputs(map_dir)["map_manifest_sha256"]
+            and manifest.get("settings") == bench_settings(opts))
+
+
 def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | None = None) -> dict:
-    """Benchmark the map in ``map_dir`` into ``out_dir``; return the summary dict written."""
+    """Benchmark the map in ``map_dir`` into ``out_dir``; return the summary dict written.
+
+    The map must be complete (its manifest matches); the bench folder is committed as a unit
+    with its own manifest naming the map it scored."""
+    from cellmae.embed.io import check_complete_block
+
     opts = resolve_truth_dir(opts or BenchOptions())
     map_dir, out_dir = Path(map_dir), Path(out_dir)
     aligned, aggregated = read_map_dir(map_dir)
+    inputs = bench_inputs(map_dir)
+    if opts.embed_dir is not None:
+        check_complete_block(opts.embed_dir)
     skipped: dict[str, str] = {}
     tables: dict[str, pd.DataFrame] = {}
     summary: dict = {
@@ -182,7 +215,7 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     summary["batch"] = batch_summary(tables["batch.csv"])
     summary["skipped"] = skipped
 
-    with atomic_dir(out_dir) as tmp:
+    with writing(out_dir), committed_dir(out_dir, BENCH_KIND, bench_settings(opts), inputs) as tmp:
         for name, table in tables.items():
             table.to_csv(tmp / name, index=False)
         write_summary(summary, tmp)

@@ -54,10 +54,9 @@ def bench(
     """
     from rich.console import Console
 
-    from cellmae.bench.benchmark import BenchOptions, describe, run_bench
-    from cellmae.bench.inputs import ALIGNED_FILE, find_group_file, read_groups
+    from cellmae.bench.benchmark import BenchOptions, describe, is_current, run_bench
+    from cellmae.bench.inputs import ALIGNED_FILE, check_map_dir, find_group_file, read_groups
     from cellmae.bench.probes import block_dirs, probe_blocks, write_probes
-    from cellmae.bench.summary import SUMMARY_FILE
 
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):
@@ -76,15 +75,18 @@ def bench(
         console.print(f"wrote {out}")
         return
     blocks = block_dirs(map_dir)
+    for d in blocks.values():  # the probes read every block: each must be a complete map
+        check_map_dir(d)
     if not probes_only:
         for d in blocks.values():
             target = out / d.name
-            if (target / SUMMARY_FILE).is_file() and not force:
+            before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
+            block_opts = BenchOptions(**{**opts.__dict__, "embed_dir": before})
+            if not force and is_current(target, d, block_opts):
                 console.print(f"{d.name}: already benchmarked in {target} (use --force to redo)")
                 continue
-            before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
             console.print(d.name)
-            summary = run_bench(d, target, BenchOptions(**{**opts.__dict__, "embed_dir": before}))
+            summary = run_bench(d, target, block_opts)
             for line in describe(summary):
                 console.print(f"  {line}")
     group_path = groups or (find_group_file(rels[0]) if rels else None)

@@ -24,6 +24,8 @@ from cellmae.data.schema import (
     SchemaError,
     feature_columns,
 )
+from cellmae.utils.errors import InputError, reading
+from cellmae.utils.manifest import read_manifest
 
 ALIGNED_FILE = "aligned.parquet"
 AGGREGATED_FILE = "aggregated.parquet"
@@ -78,7 +80,8 @@ def read_profiles(path: str | Path) -> Profiles:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
-    df = pd.read_parquet(path)
+    with reading(path, "Parquet table", "rewrite it (rerun the stage that made it) or remove it"):
+        df = pd.read_parquet(path)
     # Partition columns (plate=<id>) come back as categoricals; the rest of bench expects plain values.
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
@@ -86,12 +89,27 @@ def read_profiles(path: str | Path) -> Profiles:
     return profiles_from_frame(df, source=path)
 
 
-def read_map_dir(map_dir: str | Path) -> tuple[Profiles, Profiles]:
-    """(aligned wells, aggregated perturbations) from a ``cellmae map`` output directory."""
+def check_map_dir(map_dir: str | Path) -> dict:
+    """The manifest of a complete ``cellmae map`` folder; an InputError naming what is wrong otherwise.
+
+    The tables of a map are only meaningful together: a folder without a matching manifest may
+    hold a new aligned table beside an old aggregated one. Checksums are compared too (map tables
+    are small next to embeddings, and a same-sized replacement must not pass).
+    """
+    from cellmae.profiles.io import MAP_KIND
+
     map_dir = Path(map_dir)
-    missing = [f for f in (ALIGNED_FILE, AGGREGATED_FILE) if not (map_dir / f).is_file()]
+    manifest = read_manifest(map_dir, MAP_KIND, rerun=f"cellmae map EMBED_BLOCK --out {map_dir}", deep=True)
+    missing = [f for f in (ALIGNED_FILE, AGGREGATED_FILE) if f not in manifest.get("files", {})]
     if missing:
-        raise FileNotFoundError(f"{map_dir}: missing {missing} (expected the output of `cellmae map`)")
+        raise InputError(f"{map_dir}: the manifest lists no {missing} (expected the output of `cellmae map`)")
+    return manifest
+
+
+def read_map_dir(map_dir: str | Path) -> tuple[Profiles, Profiles]:
+    """(aligned wells, aggregated perturbations) from a complete ``cellmae map`` output directory."""
+    map_dir = Path(map_dir)
+    check_map_dir(map_dir)
     return read_profiles(map_dir / ALIGNED_FILE), read_profiles(map_dir / AGGREGATED_FILE)
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from cellmae.utils.atomic import write_text_atomic
 
 SUMMARY_FILE = "summary.json"
+BENCH_KIND = "bench"  # the manifest kind of a `cellmae bench` output folder
 SCHEMA_VERSION = 1
 
 

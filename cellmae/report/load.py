@@ -3,7 +3,9 @@
 The report computes nothing new: this module only finds and reads what the stages wrote
 (train metrics and reconstruction PNGs, well embeddings, aligned/aggregated maps, bench
 tables). Every piece is optional, so a run with only some stages done still gets a report
-of what exists; a file that exists but cannot be read raises an error naming it.
+of what exists; a file that exists but cannot be read raises an error naming it. A map or bench
+folder without a matching manifest (interrupted, or written by hand) is not read: the page lists
+it as incomplete.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from cellmae.bench.summary import BENCH_KIND
+from cellmae.profiles.io import MAP_KIND
+from cellmae.utils.errors import InputError
+from cellmae.utils.manifest import read_manifest
 
 # Baselines are ordered after the trained models, in this order (DESIGN.md names them).
 BASELINES: tuple[str, ...] = ("random-init", "handcrafted", "wsl")
@@ -55,6 +62,7 @@ class MethodResult:
     compound_gene: pd.DataFrame | None = None
     probes: pd.DataFrame | None = None
     best_block: dict | None = None
+    incomplete: dict[str, str] = field(default_factory=dict)  # stage -> why its folder was not read
 
     @property
     def label(self) -> str:
@@ -173,23 +181,41 @@ def chosen_block(blocks: list[str], best: dict | None) -> str | None:
     return blocks[-1]
 
 
+def complete_dir(path: Path, kind: str, incomplete: dict[str, str]) -> Path | None:
+    """``path`` when it holds a complete ``kind`` output (a matching manifest), else None.
+
+    An incomplete folder (no manifest, files changed since) is not read: the reason goes to
+    ``incomplete`` so the page names it, instead of showing numbers from a half-written output.
+    """
+    if not path.is_dir():
+        return None
+    try:
+        read_manifest(path, kind, rerun=f"cellmae {kind} ... --out {path}", deep=True)
+    except InputError as exc:
+        incomplete[kind] = str(exc)
+        return None
+    return path
+
+
 def load_method(root: Path, model: str) -> MethodResult:
-    """One method's embed/map/bench outputs at its chosen block."""
+    """One method's embed/map/bench outputs at its chosen block (map and bench only when complete)."""
     bench_model = root / "bench" / model
     names = {p.name for base in ("embed", "map", "bench") for p in _subdirs(root / base / model)}
     blocks = _sorted_blocks(names)
     best = read_json(bench_model / "best_block.json")
     bench_blocks = [b for b in blocks if (bench_model / b).is_dir()]
     block = chosen_block(bench_blocks or blocks, best)
+    incomplete: dict[str, str] = {}
     res = MethodResult(
         model=model,
         block=block,
         blocks=blocks,
         embed_dir=(root / "embed" / model / block) if block and (root / "embed" / model / block).is_dir() else None,
-        map_dir=(root / "map" / model / block) if block and (root / "map" / model / block).is_dir() else None,
-        bench_dir=(bench_model / block) if block and (bench_model / block).is_dir() else None,
+        map_dir=complete_dir(root / "map" / model / block, MAP_KIND, incomplete) if block else None,
+        bench_dir=complete_dir(bench_model / block, BENCH_KIND, incomplete) if block else None,
         probes=read_csv(bench_model / "probes.csv"),
         best_block=best,
+        incomplete=incomplete,
     )
     if res.bench_dir is not None:
         res.summary = read_json(res.bench_dir / "summary.json") or {}

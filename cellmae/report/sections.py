@@ -63,6 +63,10 @@ def overview_section(run: RunContents) -> Section:
             facts.append(("transfer screen channels", ", ".join(run.transfer.screen_channels)))
     sec.parts.append(table_html(pd.DataFrame(facts, columns=["item", "value"]).astype({"value": object})))
     sec.parts.extend(_demo_parts(run.demo_info))
+    for m in run.methods:
+        for stage, why in m.incomplete.items():
+            sec.parts.append(f'<p class="warn">Incomplete {esc(stage)} output of {esc(m.label)}, not shown: '
+                             f"{esc(why)}</p>")
     missing = [m.model for m in run.methods if m.bench_dir is None]
     if missing:
         sec.parts.append(f'<p class="warn">No bench outputs for: {esc(", ".join(missing))}. '

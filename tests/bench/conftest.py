@@ -95,11 +95,14 @@ def aggregate(aligned: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_map_dir(path: Path, wells: pd.DataFrame) -> Path:
-    """A `cellmae map`-like folder: aligned.parquet + aggregated.parquet."""
+    """A `cellmae map`-like folder: aligned.parquet + aggregated.parquet, and the manifest written last."""
+    from cellmae.utils.manifest import write_manifest
+
     path.mkdir(parents=True, exist_ok=True)
     aligned = align(wells)
     aligned.to_parquet(path / "aligned.parquet", index=False)
     aggregate(aligned).to_parquet(path / "aggregated.parquet", index=False)
+    write_manifest(path, "map")
     return path
 
 

@@ -11,6 +11,7 @@ from cellmae.bench.inputs import (
     read_map_dir,
 )
 from cellmae.data.schema import SchemaError
+from cellmae.utils.errors import InputError
 
 
 def test_read_groups_csv_and_clusters(tmp_path):
@@ -54,5 +55,5 @@ def test_profiles_validation_and_keys(tmp_path):
     prof = profiles_from_frame(df)
     assert prof.features.dtype == np.float32 and not prof.meta["Metadata_IsControl"].any()
     assert list(perturbation_keys(prof.meta)) == ["A", "B@0.5"]
-    with pytest.raises(FileNotFoundError, match="aligned.parquet"):
+    with pytest.raises(InputError, match="no manifest.json"):
         read_map_dir(tmp_path)

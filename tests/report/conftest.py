@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from cellmae.data import schema
+from cellmae.utils.manifest import write_manifest
 
 GROUPS = {f"complex{g}": [f"G{g}{k}" for k in range(4)] for g in range(5)}
 NULL_GENES = ["N1", "N2", "N3"]
@@ -73,6 +74,7 @@ def _method(root: Path, model: str, blocks: list[int], best: int, recall: float,
         agg = treat.groupby(schema.PERTURBATION, as_index=False)[schema.feature_columns(treat)].mean()
         agg.insert(1, schema.PERTURBATION_TYPE, "CRISPR")
         agg.to_parquet(m / "aggregated.parquet", index=False)
+        write_manifest(m, "map")  # as `cellmae map` commits it
         bd = root / "bench" / model / name
         bd.mkdir(parents=True, exist_ok=True)
         r = [recall * (1 - abs(b - best) / 8) * f for f in (1.0, 0.8, 0.6, 1.2)]
@@ -91,6 +93,7 @@ def _method(root: Path, model: str, blocks: list[int], best: int, recall: float,
             "consistency": {"median_mean_cosine": float(cons["mean_cosine"].median()), "fraction_p_le_0.05": 0.7},
             "map_copairs": {"mean_mAP": recall / 2}, "n_perturbations": int(len(agg)),
         }))
+        write_manifest(bd, "bench")
     if probes:  # the layout of cellmae.bench.probes
         f1 = {b: recall * (1 - abs(b - best) / 8) for b in blocks}
         pr = pd.DataFrame([{"block": b, "task": task, "accuracy": f1[b] + 0.05, "f1": f1[b], "chance": 1 / k,

@@ -17,6 +17,7 @@ from cellmae.cli import app
 from cellmae.report.build import build_report, report_html
 from cellmae.report.load import ReportInputError, load_run
 from cellmae.report.views import best_group_block, consistency_values, probe_curve, recall_long
+from cellmae.utils.manifest import write_manifest
 
 
 class _Collector(HTMLParser):
@@ -123,6 +124,7 @@ def test_values_are_escaped(fake_run: Path, tmp_path: Path) -> None:
     df = pd.read_csv(rec)
     df.loc[0, "source"] = "<script>alert(1)</script>"
     df.to_csv(rec, index=False)
+    write_manifest(rec.parent, "bench")  # as if `cellmae bench` had written this value
     html = report_html(run)
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
