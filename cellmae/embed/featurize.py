@@ -107,7 +107,7 @@ def _field_error(screen, i: int, err: BaseException) -> str:
     files = _field_files(screen, i)
     if not any(f.strip() in line for f in files.split(",")):
         line = f"field {i} ({files}): {line}"
-    return f"{line}; fix or remove the file, then rerun the same command (finished plates are kept)"
+    return f"{line}; fix or replace the file, then rerun the same command (finished plates are kept)"
 
 
 def _collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
