@@ -122,12 +122,10 @@ def test_loader_checks_the_fixed_position_table_and_required_keys(phenom_file, t
     torch.save({"state_dict": state}, path)
     with pytest.raises(ValueError, match="pos_embed.*sin-cos"):
         load_openphenom(path, preset="camae_vit_tiny_patch8_64", **TINY_PHENOM)
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
     del state["decoder.placeholder"]
     torch.save({"state_dict": state}, path)
     with pytest.raises(ValueError, match="decoder.placeholder"):
         load_openphenom(path, preset="camae_vit_tiny_patch8_64", **TINY_PHENOM)
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 class _Payload:
