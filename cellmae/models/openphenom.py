@@ -26,6 +26,7 @@ from torch import nn
 
 from cellmae.models.checkpoint import check_state_dict
 from cellmae.models.registry import create_model
+from cellmae.utils.errors import reading
 
 OPENPHENOM_PRESET = "camae_vit_small_patch16_256"
 _ENC = "encoder.vit_backbone."
@@ -40,7 +41,8 @@ def read_openphenom_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     if zipfile.is_zipfile(path):  # the public "model.safetensors" is in fact a torch.save zip
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with reading(path, "checkpoint"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     else:
         from safetensors.torch import load_file
