@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data.schema import (
     CONCENTRATION,
     EXPERIMENT,
@@ -27,8 +28,8 @@ from cellmae.data.schema import (
 from cellmae.utils.errors import InputError, reading
 from cellmae.utils.manifest import read_manifest
 
-ALIGNED_FILE = "aligned.parquet"
-AGGREGATED_FILE = "aggregated.parquet"
+ALIGNED_FILE = layout.MAP_ALIGNED_FILE
+AGGREGATED_FILE = layout.MAP_AGGREGATED_FILE
 COMPOUND = "COMPOUND"
 
 _GENE_COLUMNS = ("gene", "entity", "symbol", PERTURBATION)

@@ -21,9 +21,10 @@ from typing import Any
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.utils.atomic import write_text_atomic
 
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = layout.BENCH_SUMMARY_FILE
 BENCH_KIND = "bench"  # the manifest kind of a `cellmae bench` output folder
 SCHEMA_VERSION = 1
 

@@ -27,16 +27,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import output_lock, write_manifest
 
-PART_NAME = "part-0.parquet"
-PROGRESS_DIR = "_progress"
-CONFIG_FILE = "embed_config.json"
-FEATURE_NAMES_FILE = "feature_names.json"
-EMBED_KIND = "embed"
-SITES_DIR = "sites"
+PART_NAME = layout.EMBED_PART_FILE
+PROGRESS_DIR = layout.EMBED_PROGRESS_DIR
+CONFIG_FILE = layout.EMBED_CONFIG_FILE
+FEATURE_NAMES_FILE = layout.FEATURE_NAMES_FILE
+SITES_DIR = layout.EMBED_SITES_DIR
+EMBED_KIND = "embed"  # the manifest kind of a `cellmae embed` output folder
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

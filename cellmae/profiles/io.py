@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data.schema import (
     CONCENTRATION,
     SchemaError,
@@ -14,9 +15,9 @@ from cellmae.data.schema import (
 )
 from cellmae.utils.atomic import atomic_path
 
-ALIGNED_FILE = "aligned.parquet"
-AGGREGATED_FILE = "aggregated.parquet"
-SUMMARY_FILE = "map.json"
+ALIGNED_FILE = layout.MAP_ALIGNED_FILE
+AGGREGATED_FILE = layout.MAP_AGGREGATED_FILE
+SUMMARY_FILE = layout.MAP_SUMMARY_FILE
 MAP_KIND = "map"  # the manifest kind of a `cellmae map` output folder
 
 
