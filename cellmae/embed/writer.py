@@ -29,8 +29,8 @@ import pandas as pd
 
 from cellmae import layout
 from cellmae.utils.atomic import atomic_path, write_text_atomic
-from cellmae.utils.errors import InputError
-from cellmae.utils.manifest import output_lock, write_manifest
+from cellmae.utils.errors import InputError, writing
+from cellmae.utils.manifest import MANIFEST_FILE, output_lock, write_manifest
 
 PART_NAME = layout.EMBED_PART_FILE
 PROGRESS_DIR = layout.EMBED_PROGRESS_DIR
@@ -121,7 +121,7 @@ class EmbeddingStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{PART_NAME}.*.tmp"):  # left by a killed run on this plate
             stale.unlink(missing_ok=True)
-        with atomic_path(final) as tmp:
+        with writing(final), atomic_path(final) as tmp:  # a full disk names the part, not a temp file
             frame.to_parquet(tmp, index=False, engine="pyarrow")
         return final
 
@@ -131,7 +131,8 @@ class EmbeddingStore:
         old = json.loads(path.read_text()) if path.exists() else {}
         merged = sorted(set(old.get("blocks", [])) | {int(b) for b in blocks})
         marker = {**old, **info, "plate": pid, "blocks": merged, "time": time.time()}
-        write_text_atomic(path, json.dumps(marker, sort_keys=True) + "\n")
+        with writing(path):
+            write_text_atomic(path, json.dumps(marker, sort_keys=True) + "\n")
 
     def write_manifest(self, plates: Iterable[str], blocks: Iterable[int], *, levels: Iterable[str]) -> Path | None:
         """Write ``manifest.json`` when every plate has every block; return its path (else None).
@@ -160,8 +161,9 @@ class EmbeddingStore:
             "wells": int(sum(e["wells"] or 0 for e in entries)),
             "sites": int(sum(e["sites"] or 0 for e in entries)),
         }
-        return write_manifest(self.root, EMBED_KIND, self.config, checksums=False, extra=extra,
-                              files=[f.relative_to(self.root) for f in files])
+        with writing(self.root / MANIFEST_FILE):
+            return write_manifest(self.root, EMBED_KIND, self.config, checksums=False, extra=extra,
+                                  files=[f.relative_to(self.root) for f in files])
 
 
 @contextlib.contextmanager

@@ -197,6 +197,20 @@ def complete_dir(path: Path, kind: str, incomplete: dict[str, str]) -> Path | No
     return path
 
 
+def complete_embed_block(path: Path, incomplete: dict[str, str]) -> Path | None:
+    """``path`` when it is a finished block of an embed run (or a user's own embeddings), else None."""
+    from cellmae.embed.io import check_complete_block
+
+    if not path.is_dir():
+        return None
+    try:
+        check_complete_block(path)
+    except InputError as exc:
+        incomplete["embed"] = str(exc)
+        return None
+    return path
+
+
 def load_method(root: Path, model: str) -> MethodResult:
     """One method's embed/map/bench outputs at its chosen block (map and bench only when complete)."""
     bench_model = root / "bench" / model
@@ -210,7 +224,7 @@ def load_method(root: Path, model: str) -> MethodResult:
         model=model,
         block=block,
         blocks=blocks,
-        embed_dir=(root / "embed" / model / block) if block and (root / "embed" / model / block).is_dir() else None,
+        embed_dir=complete_embed_block(root / "embed" / model / block, incomplete) if block else None,
         map_dir=complete_dir(root / "map" / model / block, MAP_KIND, incomplete) if block else None,
         bench_dir=complete_dir(bench_model / block, BENCH_KIND, incomplete) if block else None,
         probes=read_csv(bench_model / "probes.csv"),

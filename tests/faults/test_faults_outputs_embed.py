@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from cellmae.embed.writer import EmbeddingStore
 from cellmae.utils.errors import InputError
 from tests.embed.conftest import write_rxrx_screen
 
-from .test_faults_outputs_support import leftovers, parquet_frames, run_cli, run_killed
+from .test_faults_outputs_support import leftovers, parquet_frames, run_cli, run_killed, start_paused
 
 PLATES = 3
 # (point, call, before/after): inside a plate, between a plate's part and its marker, after the
@@ -101,6 +102,43 @@ def test_second_embed_into_one_out_is_refused_naming_the_holder(tmp_path, screen
         # the other ranks of the same distributed run are not blocked: each holds its own rank's lock
         summary = run_embedding(screen, "handcrafted", out, num_workers=0, progress=False, rank=1, world_size=2)
         assert summary.plates_done >= 1 and summary.manifest is None
+
+
+def test_two_embed_processes_with_other_settings_do_not_mix(tmp_path, screen):
+    """Issue 17 item 4: the second run stops naming the first, the first finishes alone."""
+    out = tmp_path / "handcrafted"
+    first = start_paused(_args(screen, out), "cellmae.embed.writer:EmbeddingStore.mark_done", 1,
+                         tmp_path / "paused")
+    try:
+        second = run_cli(_args(screen, out, "--site-level"))
+        assert second.returncode == 2 and second.stderr.count("\n") == 1
+        assert f"pid {first.pid}" in second.stderr and str(out) in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    res = CliRunner().invoke(app, _args(screen, out, "--site-level"))  # refused: the first run's settings stay
+    assert res.exit_code == 2 and "other settings" in res.stderr
+    assert CliRunner().invoke(app, _args(screen, out)).exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"]["level"] == "well"
+
+
+def test_full_disk_during_embed_is_one_line_naming_the_output(tmp_path, screen):
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is simulated with a small tmpfs, which needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        out = disk / "handcrafted"
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 12 * 1024))
+        res = CliRunner().invoke(app, _args(screen, out))
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1
+        assert "disk is full" in res.stderr and str(out) in res.stderr
+        assert not (out / "manifest.json").exists() and leftovers(out) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_settings_record_is_created_once_and_every_writer_must_match(tmp_path, screen):

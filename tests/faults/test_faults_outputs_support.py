@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,10 @@ calls = 0
 def killing(*args, **kwargs):
     global calls
     calls += 1
+    if calls == nth and when == "pause":  # hold everything (locks included) until killed
+        open(os.environ["CELLMAE_TEST_PAUSED"], "w").close()
+        while True:
+            signal.pause()
     if calls == nth and when == "before":
         os.kill(os.getpid(), signal.SIGKILL)
     out = original(*args, **kwargs)
@@ -57,6 +62,20 @@ def run_killed(args: list[str], point: str, nth: int = 1, when: str = "before") 
     assert res.returncode == -signal.SIGKILL, (
         f"expected a kill at {point} call {nth} ({when}); exit {res.returncode}: {res.stderr[-2000:]}")
     return res
+
+
+def start_paused(args: list[str], point: str, nth: int, marker: Path) -> subprocess.Popen:
+    """Start ``cellmae ARGS`` and wait until it stops at call ``nth`` of ``point`` (still running)."""
+    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, point, str(nth), "pause", *args],
+                            env={**cli_env(), "CELLMAE_TEST_PAUSED": str(marker)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited before {point} call {nth}: {proc.stderr.read()[-2000:]}")
+        assert time.monotonic() < deadline, f"never reached {point} call {nth}"
+        time.sleep(0.02)
+    return proc
 
 
 def run_cli(args: list[str]) -> subprocess.CompletedProcess:
