@@ -138,7 +138,8 @@ def test_full_disk_during_embed_is_one_line_naming_the_output(tmp_path, screen):
         assert "disk is full" in res.stderr and str(out) in res.stderr
         assert not (out / "manifest.json").exists() and leftovers(out) == []
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        # lazy: the failed write's traceback (kept by CliRunner) may still hold a file open there
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
 
 
 def test_settings_record_is_created_once_and_every_writer_must_match(tmp_path, screen):
