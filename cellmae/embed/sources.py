@@ -110,7 +110,7 @@ def resolve_source(
             name, weights = name.split("@", 1)
         if screen_channels is None:
             raise ValueError(f"{spec}: a timm backbone needs the screen's channels to build its first layer")
-        from cellmae.embed.timm_adapter import TimmFeatureModel
+        from cellmae.models.timm_backbone import TimmFeatureModel
 
         model = TimmFeatureModel(name, screen_channels, tile=tile, weights=weights)
         return ModelSource("timm", name, model, spec, weights=weights)

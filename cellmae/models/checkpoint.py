@@ -58,9 +58,10 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once)."""
-    expected = model.state_dict()
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "") -> None:
+    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once);
+    with ``prefix``, only the model's keys under it are expected (e.g. the encoder alone)."""
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cellmae.models.interface import EmbedMixin
+
 
 def self_standardize(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per image and channel: subtract the mean, divide by the std (microscopy intensities vary by plate)."""
@@ -23,7 +25,7 @@ def self_standardize(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - mean) / (std + eps)
 
 
-class TimmFeatureModel(nn.Module):
+class TimmFeatureModel(EmbedMixin, nn.Module):
     """Wrap a timm model created with ``in_chans = len(channels)`` and no classifier head."""
 
     def __init__(self, name: str, channels: Sequence[str], *, tile: int, weights: str | Path | None = None):
