@@ -19,9 +19,9 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
+from cellmae.models.interface import EmbedMixin
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import random_token_mask
-from cellmae.models.interface import EmbedMixin
 from cellmae.models.standardize import self_standardize
 
 

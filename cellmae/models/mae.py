@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from cellmae.models.decoders import CAMAEDecoder, MAEDecoder
+from cellmae.models.interface import EmbedMixin
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import gather_tokens, random_token_mask
-from cellmae.models.interface import EmbedMixin
 from cellmae.models.standardize import self_standardize
 from cellmae.models.vit import ViTEncoder
 
