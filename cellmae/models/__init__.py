@@ -15,6 +15,8 @@ _EXPORTS = {
     "from_pretrained": "cellmae.models.checkpoint",
     "save_pretrained": "cellmae.models.checkpoint",
     "load_openphenom": "cellmae.models.openphenom",
+    "load": "cellmae.models.loader",
+    "SourceInfo": "cellmae.models.loader",
     "PRESETS": "cellmae.models.registry",
     "create_model": "cellmae.models.registry",
     "list_models": "cellmae.models.registry",

@@ -59,12 +59,17 @@ class TimmFeatureModel(EmbedMixin, nn.Module):
         self,
         images: torch.Tensor,
         channels: Sequence[str] | None = None,
-        blocks: Sequence[int] | str = "all",
+        blocks: Sequence[int] | int | str = "all",
         pool: str = "mean",
     ) -> dict[int, torch.Tensor]:
         if channels is not None and tuple(channels) != self.expected_channels:
             raise ValueError(f"model expects channels {list(self.expected_channels)}, given {list(channels)}")
-        blocks = list(range(1, self.num_blocks + 1)) if blocks == "all" else [int(b) for b in blocks]
+        if isinstance(blocks, str) and blocks not in ("all", "last"):
+            raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
+        if blocks in ("all", "last"):
+            blocks = list(range(1, self.num_blocks + 1)) if blocks == "all" else [self.num_blocks]
+        else:
+            blocks = [blocks] if isinstance(blocks, int) else [int(b) for b in blocks]
         bad = [b for b in blocks if not 1 <= b <= self.num_blocks]
         if bad:
             raise ValueError(f"block(s) {bad} out of range 1..{self.num_blocks} for timm model {self.name}")
