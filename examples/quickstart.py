@@ -26,6 +26,8 @@
 import sys
 from pathlib import Path
 
+import torch
+
 import cellmae
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "cellmae-quickstart")
@@ -47,8 +49,6 @@ print(len(screen), "fields, channels", screen.channels)
 # of the last block's patch tokens.
 
 # %%
-import torch
-
 torch.manual_seed(0)
 cellmae.save_pretrained(cellmae.create_model("camae_vit_tiny_patch16_64", depth=4), work / "model")
 model = cellmae.load_model(work / "model")
