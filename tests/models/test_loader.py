@@ -278,3 +278,24 @@ def test_other_sources_answer_the_same_interface(tmp_path):
         load("no_such_model_anywhere")
     with pytest.raises(ValueError, match="expected hf:ORG/NAME"):
         load("hf:just-a-name")
+
+
+def test_cellmae_embed_takes_the_published_file(published, tmp_path):
+    """The reported failure: `cellmae embed SCREEN --model openphenom:.../model.safetensors`."""
+    from typer.testing import CliRunner
+
+    from cellmae.cli import app
+    from cellmae.data.simulate import simulate_screen
+    from cellmae.embed import read_embeddings
+
+    folder, _ = published
+    screen = simulate_screen(tmp_path / "screen", preset="tiny", n_experiments=1, n_genes=2, n_compounds=0,
+                             controls_per_plate=2)
+    out = tmp_path / "embed" / "openphenom"
+    res = CliRunner().invoke(app, ["embed", str(screen), "--model", f"openphenom:{folder / 'model.safetensors'}",
+                                   "--out", str(out), "--num-workers", "0", "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    table = read_embeddings(out / "block03")
+    assert table.filter(like="feature_").shape[1] == 96 and len(table) > 0
+    config = json.loads((out / "embed_config.json").read_text())
+    assert config["source"]["kind"] == "openphenom" and config["tile"] == 64
