@@ -45,6 +45,7 @@ _DEC_FIXED = ("decoder.pos_embeddings", "decoder.placeholder")
 _UNUSED_KEYS = (f"{_ENC}fc_norm.weight", f"{_ENC}fc_norm.bias")
 _DECODER_PREFIXES = ("decoder.", "decoder_pred.", "encoder_decoder_proj.")
 _DEFAULT_DECODER_HEADS = 16  # maes_microscopy's CA-MAE decoder; heads are not visible in the weights
+_HEAD_DIM = 64  # timm ViT head width, assumed only when no qk-norm weights show the real one
 
 
 def is_openphenom_state(state: dict[str, Any]) -> bool:
@@ -91,7 +92,7 @@ def infer_config(state: dict[str, torch.Tensor], hub_config: dict[str, Any] | No
     b0 = f"{_ENC}blocks.0."
     if f"{b0}in_proj.weight" not in state:
         raise ValueError(f"{source}: blocks are not timm ParallelScalingBlocks (no {b0}in_proj.weight)")
-    head_dim = int(need(f"{b0}q_norm.weight").shape[0]) if f"{b0}q_norm.weight" in state else 64
+    head_dim = int(need(f"{b0}q_norm.weight").shape[0]) if f"{b0}q_norm.weight" in state else _HEAD_DIM
     hidden = int(need(f"{b0}mlp_out_proj.weight").shape[1])
     dec_dim = int(state["decoder_pred.weight"].shape[1]) if "decoder_pred.weight" in state else None
     slots = len(_indices(state, r"decoder\.modality_tokens\.(\d+)$"))

@@ -301,3 +301,19 @@ def test_cellmae_embed_takes_the_published_file(published, tmp_path):
     assert table.filter(like="feature_").shape[1] == 96 and len(table) > 0
     config = json.loads((out / "embed_config.json").read_text())
     assert config["source"]["kind"] == "openphenom" and config["tile"] == 64
+
+
+@pytest.mark.parametrize("depth,width", [(8, 512), (4, 256)])
+def test_the_published_architecture_is_read_from_its_shapes(depth, width):
+    """The full ViT-S/16 layout (on the meta device: shapes only) gives back the OpenPhenom preset,
+    with whichever decoder the file holds; config.json's disagreement is reported."""
+    from cellmae.models import PRESETS
+    from cellmae.models.openphenom import infer_config
+
+    with torch.device("meta"):
+        state = openphenom_layout(create_model("camae_vit_small_patch16_256", decoder_depth=depth, decoder_embed_dim=width))
+    config, found = infer_config(state, published_config(depth=4, dim=256, heads=16))
+    preset = {**PRESETS["camae_vit_small_patch16_256"], "decoder_depth": depth, "decoder_embed_dim": width}
+    assert {k: config[k] for k in preset if k != "drop_path_rate"} == {k: v for k, v in preset.items() if k != "drop_path_rate"}
+    assert ("config_json" in found) == ((depth, width) != (4, 256))
+    assert found["encoder"] == "ViT 384x12 blocks, patch 16, 256px, up to 11 channels"
