@@ -43,7 +43,6 @@ _ENC = "encoder.vit_backbone."
 _ENC_FIXED = (f"{_ENC}pos_embed",)
 _DEC_FIXED = ("decoder.pos_embeddings", "decoder.placeholder")
 _UNUSED_KEYS = (f"{_ENC}fc_norm.weight", f"{_ENC}fc_norm.bias")
-_DECODER_PREFIXES = ("decoder.", "decoder_pred.", "encoder_decoder_proj.")
 _DEFAULT_DECODER_HEADS = 16  # maes_microscopy's CA-MAE decoder; heads are not visible in the weights
 _HEAD_DIM = 64  # timm ViT head width, assumed only when no qk-norm weights show the real one
 
