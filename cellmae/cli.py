@@ -7,7 +7,10 @@ functions so that ``cellmae --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+
 import typer
+from typer.core import TyperGroup
 
 from cellmae import __version__
 from cellmae.bench.cli import register as register_bench
@@ -20,8 +23,53 @@ from cellmae.profiles.cli import register as register_map
 from cellmae.report.cli import register as register_report
 from cellmae.train.cli import register as register_train
 
+_DEBUG_KEY = "cellmae.debug"
+
+
+class _OneErrorPath(TyperGroup):
+    """Every command's failures leave through here: one line on stderr, never a traceback.
+
+    Expected failures (bad input, unreadable or incomplete files, a full disk, a busy output
+    folder) exit with code 2; anything else is a bug and exits 1 with a pointer to ``--debug``.
+    Lines are written with ``click.echo``: no markup is interpreted and nothing is wrapped, so a
+    path can be copied from the terminal whatever its width.
+    """
+
+    def invoke(self, ctx: typer.Context):
+        from cellmae.utils.errors import EXIT_USER_ERROR, is_expected, one_line
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as exc:  # typer's (vendored click's) usage and click errors
+            if not hasattr(exc, "ctx") or type(exc).__name__ == "NoArgsIsHelpError" or _debugging(ctx):
+                raise
+            # Plain, not typer's rich panel: the panel wraps a long path at the terminal width.
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            typer.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            if _debugging(ctx):
+                raise
+            if is_expected(exc):
+                typer.echo(f"error: {one_line(exc)}", err=True)
+                ctx.exit(EXIT_USER_ERROR)
+            typer.echo(
+                f"internal error: {type(exc).__name__}: {one_line(exc)} "
+                "(rerun with --debug for the traceback, and please report it)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _debugging(ctx: typer.Context) -> bool:
+    return bool(ctx.meta.get(_DEBUG_KEY) or os.environ.get("CELLMAE_DEBUG"))
+
+
 app = typer.Typer(
     name="cellmae",
+    cls=_OneErrorPath,
     help="Masked autoencoders for cell microscopy: simulate | shards | train | embed | map | bench | report | demo.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,9 +85,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of a failure instead of its one-line message."),
 ) -> None:
     """cellmae: from microscopy images to a benchmarked map of biology."""
+    ctx.meta[_DEBUG_KEY] = debug
 
 
 for _register in (

@@ -59,7 +59,7 @@ def bench(
     from cellmae.bench.probes import block_dirs, probe_blocks, write_probes
     from cellmae.bench.summary import SUMMARY_FILE
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):
         raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
     rels = list(relationships) if relationships else None
@@ -69,30 +69,26 @@ def bench(
         consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives,
         max_groups=max_groups, seed=seed,
     )
-    try:
-        if (map_dir / ALIGNED_FILE).is_file():
-            summary = run_bench(map_dir, out, opts)
+    if (map_dir / ALIGNED_FILE).is_file():
+        summary = run_bench(map_dir, out, opts)
+        for line in describe(summary):
+            console.print(line)
+        console.print(f"wrote {out}")
+        return
+    blocks = block_dirs(map_dir)
+    if not probes_only:
+        for d in blocks.values():
+            target = out / d.name
+            if (target / SUMMARY_FILE).is_file() and not force:
+                console.print(f"{d.name}: already benchmarked in {target} (use --force to redo)")
+                continue
+            before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
+            console.print(d.name)
+            summary = run_bench(d, target, BenchOptions(**{**opts.__dict__, "embed_dir": before}))
             for line in describe(summary):
-                console.print(line)
-            console.print(f"[green]wrote[/green] {out}")
-            return
-        blocks = block_dirs(map_dir)
-        if not probes_only:
-            for d in blocks.values():
-                target = out / d.name
-                if (target / SUMMARY_FILE).is_file() and not force:
-                    console.print(f"{d.name}: already benchmarked in {target} (use --force to redo)")
-                    continue
-                before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
-                console.print(f"[bold]{d.name}[/bold]")
-                summary = run_bench(d, target, BenchOptions(**{**opts.__dict__, "embed_dir": before}))
-                for line in describe(summary):
-                    console.print(f"  {line}")
-        group_path = groups or (find_group_file(rels[0]) if rels else None)
-        table = probe_blocks(map_dir, read_groups(group_path) if group_path else None, progress=True, seed=seed)
-        best = write_probes(table, out, probe_metric)
-        console.print(table.to_string(index=False))
-        console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(code=1) from e
+                console.print(f"  {line}")
+    group_path = groups or (find_group_file(rels[0]) if rels else None)
+    table = probe_blocks(map_dir, read_groups(group_path) if group_path else None, progress=True, seed=seed)
+    best = write_probes(table, out, probe_metric)
+    console.print(table.to_string(index=False))
+    console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")

@@ -125,7 +125,7 @@ def build(
     rescale_uint8: bool = _RESCALE8,
 ) -> None:
     """Cut crops from every field of a screen and write them, with metadata, as LitData shards."""
-    from rich import print as rprint
+    import json
 
     from cellmae.data.qc import QCConfig
     from cellmae.data.readers import open_screen
@@ -143,22 +143,17 @@ def build(
         rescale_uint8,
         layout,
     )
-    try:
-        screen = open_screen(screen_path, layout=layout, **opts)
-        qc_cfg = (
-            QCConfig(channel=qc_channel, min_foreground=min_foreground, min_focus=min_focus) if qc else None
-        )
-        rep = build_shards(
-            screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
-            skip_bad=skip_bad, report_path=report, workers=workers, chunk_bytes=chunk_bytes, compression=compression,
-            overwrite=overwrite, part_fields=part_fields, resume=resume,
-        )  # fmt: skip
-    except (ValueError, FileExistsError) as e:  # ReadError and SchemaError are ValueErrors naming the file
-        rprint(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from e
-    rprint(rep.as_dict())
+    # Failures (ReadError, SchemaError, OSError ...) leave through the CLI's one error path.
+    screen = open_screen(screen_path, layout=layout, **opts)
+    qc_cfg = QCConfig(channel=qc_channel, min_foreground=min_foreground, min_focus=min_focus) if qc else None
+    rep = build_shards(
+        screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
+        skip_bad=skip_bad, report_path=report, workers=workers, chunk_bytes=chunk_bytes, compression=compression,
+        overwrite=overwrite, part_fields=part_fields, resume=resume,
+    )  # fmt: skip
+    typer.echo(json.dumps(rep.as_dict(), indent=2, default=str))
     if rep.fields_skipped:
-        rprint(f"[yellow]{rep.fields_skipped} field(s) skipped[/yellow], listed in {out / 'skipped.csv'}")
+        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {out / 'skipped.csv'}", err=True)
 
 
 @shards_app.command("inspect")
@@ -178,30 +173,19 @@ def inspect(
     """Print the summary of a shard set (channels, crops, QC) or of a screen (fields, wells, channels)."""
     import json
 
-    from rich import print as rprint
-
     from cellmae.data.shards import INFO_FILE
 
-    try:
-        if (path / INFO_FILE).is_file():
-            info = json.loads((path / INFO_FILE).read_text())
-            rprint(info)
-            return
-        from cellmae.data.readers import open_screen
+    if (path / INFO_FILE).is_file():
+        typer.echo(json.dumps(json.loads((path / INFO_FILE).read_text()), indent=2))
+        return
+    from cellmae.data.readers import open_screen
 
-        opts = _screen_options(
-            pattern, channels, experiment, plate, metadata_csv, perturbation_csv, 0.1, 99.9, False, layout
-        )
-        screen = open_screen(path, layout=layout, **opts)
-        rprint(screen.summary())
-        if check_files:
-            missing = screen.missing_files()
-            rprint(
-                f"{len(missing)} missing file(s)" + "".join(f"\n  row {i + 1}: {p}" for i, p in missing[:20])
-            )
-    except ValueError as e:
-        rprint(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from e
+    opts = _screen_options(pattern, channels, experiment, plate, metadata_csv, perturbation_csv, 0.1, 99.9, False, layout)
+    screen = open_screen(path, layout=layout, **opts)
+    typer.echo(json.dumps(screen.summary(), indent=2, default=str))
+    if check_files:
+        missing = screen.missing_files()
+        typer.echo(f"{len(missing)} missing file(s)" + "".join(f"\n  row {i + 1}: {p}" for i, p in missing[:20]))
 
 
 def register(app: typer.Typer) -> None:

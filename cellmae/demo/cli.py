@@ -51,17 +51,13 @@ def register(app: typer.Typer) -> None:
         from cellmae.demo.settings import DemoSettings
 
         console = Console()
-        try:
-            settings = DemoSettings(
-                out=out, screen=screen, checkpoint=checkpoint, preset=preset, simulate_overrides=tuple(sim_set), seed=seed, steps=steps,
-                max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
-                blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
-                transfer_preset=None if skip_transfer else transfer_preset,
-            )
-        except (ValueError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        settings = DemoSettings(
+            out=out, screen=screen, checkpoint=checkpoint, preset=preset, simulate_overrides=tuple(sim_set), seed=seed, steps=steps,
+            max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
+            blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
+            transfer_preset=None if skip_transfer else transfer_preset,
+        )
         result = run_demo(settings, console)
         for table in summary_tables(result):
             console.print(table)
-        console.print(f"report: [bold]{result.report}[/bold]")
+        typer.echo(f"report: {result.report}")

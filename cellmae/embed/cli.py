@@ -59,8 +59,8 @@ def embed(
         layout=layout, channels=channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
         num_workers=num_workers, best_block_file=best_block, seed=seed,
     )
-    console = Console(stderr=True)
-    try:
+    console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+    if True:  # failures leave through the CLI's one error path
         if processes > 1:
             if overwrite:  # clear once here: ranks must not delete each other's fresh parts
                 import shutil
@@ -70,13 +70,10 @@ def embed(
             launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
             from cellmae.embed.writer import MANIFEST_FILE
 
-            console.print(f"[green]done[/] {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
+            console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
             return
         summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0, **options)
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=2) from None
-    console.print(f"[green]{summary.line()}[/]", soft_wrap=True, highlight=False)
+    console.print(summary.line())
     if summary.manifest is None:
         console.print("other ranks are still writing their plates; the manifest appears when all are done")
 

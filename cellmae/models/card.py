@@ -14,8 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-CARD_NAME = "README.md"
-_HUB_FILES = ["config.json", "model.safetensors", CARD_NAME]
+from cellmae.models.files import CARD_NAME, MODEL_FILES
 
 
 def _params(model: Any) -> tuple[int, int]:
@@ -118,5 +117,5 @@ def push_to_hub(
         else:
             folder = save_pretrained(model, Path(tmp) / "model")
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                                 commit_message=commit_message, allow_patterns=_HUB_FILES)
+                                 commit_message=commit_message, allow_patterns=MODEL_FILES)
     return str(getattr(info, "commit_url", info))

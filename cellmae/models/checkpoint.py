@@ -19,11 +19,11 @@ from torch import nn
 
 from cellmae import __version__
 from cellmae.models.card import write_model_card
+from cellmae.models.files import CONFIG_NAME, WEIGHTS_NAME
 from cellmae.models.registry import model_from_config
 from cellmae.utils.atomic import atomic_dir
+from cellmae.utils.errors import reading
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 FORMAT = "cellmae-model"
 
 
@@ -97,7 +97,8 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str | torch.d
     model = model_from_config({**meta["config"], **overrides})
     if meta.get("preset"):
         model.preset = meta["preset"]
-    state = load_file(str(weights), device=str(map_location))
+    with reading(weights, "safetensors weights file", "it may be truncated: save or download it again"):
+        state = load_file(str(weights), device=str(map_location))
     check_state_dict(model, state, source=str(weights))
     model.load_state_dict(state, strict=True)
     return model.to(map_location)

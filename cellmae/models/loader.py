@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellmae.models.files import CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME
+
 HANDCRAFTED = "handcrafted"
 HUB_PREFIX = "hf:"
-# Only what loading needs from a hub repo (the OpenPhenom repo also holds code and notebooks).
-HUB_FILES = ["config.json", "model.safetensors", "README.md"]
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 SPEC_HELP = ("use a cellmae checkpoint folder, an OpenPhenom file or folder, 'hf:ORG/NAME[@REVISION]', "
              "'timm:NAME[@WEIGHTS]', 'random-init:PRESET|CHECKPOINT_DIR' or 'handcrafted'")
@@ -109,11 +109,11 @@ def _is_cellmae_config(path: Path) -> bool:
 def _load_path(path: Path, spec: str, map_location: str, strict_decoder: bool) -> Any:
     """A folder or a file: config.json and the weights' own bytes decide what it is."""
     folder = path if path.is_dir() else path.parent
-    cellmae_cfg = _is_cellmae_config(folder / "config.json")
+    cellmae_cfg = _is_cellmae_config(folder / CONFIG_NAME)
     if path.is_dir() and not cellmae_cfg:
         return _openphenom(_weights_in(path), spec, map_location, strict_decoder)
-    if cellmae_cfg and (path.is_dir() or path.name == "model.safetensors"):
-        from cellmae.models.checkpoint import WEIGHTS_NAME, from_pretrained
+    if cellmae_cfg and (path.is_dir() or path.name == WEIGHTS_NAME):
+        from cellmae.models.checkpoint import from_pretrained
 
         model = from_pretrained(folder, map_location=map_location)
         return _tag(model, SourceInfo("cellmae", folder.name, spec, weights=str(folder / WEIGHTS_NAME)))
@@ -122,8 +122,8 @@ def _load_path(path: Path, spec: str, map_location: str, strict_decoder: bool) -
 
 def _weights_in(folder: Path) -> Path:
     """The weights file of a downloaded model folder: model.safetensors, else its only weights file."""
-    if (folder / "model.safetensors").is_file():
-        return folder / "model.safetensors"
+    if (folder / WEIGHTS_NAME).is_file():
+        return folder / WEIGHTS_NAME
     files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
     if len(files) != 1:
         raise ValueError(f"{folder}: expected model.safetensors (or one weights file), found "
@@ -147,8 +147,8 @@ def hub_snapshot(spec: str) -> Path:
     repo, _, revision = spec[len(HUB_PREFIX):].partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ValueError(f"{spec!r}: expected hf:ORG/NAME or hf:ORG/NAME@REVISION")
-    try:
-        return Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HUB_FILES))
+    try:  # only the model files: the OpenPhenom repo also holds code and notebooks
+        return Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=MODEL_FILES))
     except LocalEntryNotFoundError:
         raise ValueError(
             f"{spec}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub is not reachable "

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from cellmae.models.checkpoint import check_state_dict
+from cellmae.models.files import CONFIG_NAME
 from cellmae.models.registry import PRESETS, create_model, model_from_config
 from cellmae.models.weights_io import read_state_dict
 
@@ -59,7 +60,7 @@ def read_openphenom_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
 
 def read_hub_config(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The published ``config.json`` (maes_microscopy / Hugging Face MAEModel) in ``directory``, or None."""
-    path = Path(directory) / "config.json"
+    path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         return None
     try:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from cellmae.utils.errors import InputError, one_line, reading
+
 TORCH_ZIP = "torch-zip"
 TORCH_PICKLE = "torch-pickle"  # the pre-1.6 torch.save format
 SAFETENSORS = "safetensors"
@@ -40,7 +42,7 @@ def sniff_format(path: str | os.PathLike) -> str:
         return SAFETENSORS
     if head[:1] and head[0] == _PICKLE_PROTO:
         return TORCH_PICKLE
-    raise ValueError(
+    raise InputError(
         f"{path}: not a weights file (neither a torch.save zip nor safetensors; first bytes {head[:8]!r}); "
         "pass a model.safetensors / .pth checkpoint"
     )
@@ -49,28 +51,28 @@ def sniff_format(path: str | os.PathLike) -> str:
 def read_state_dict(path: str | os.PathLike, *, key: str = "state_dict") -> dict[str, torch.Tensor]:
     """The tensors in ``path``: a safetensors file, or a torch file holding ``{key: {...}}`` or a flat dict.
 
-    Torch files are read with ``weights_only=True``: a file that needs any other Python object is
-    refused (with the object's name), never unpickled.
+    Torch files are read with torch's weights-only unpickler: a file that needs any other Python object
+    is refused (with the object's name), never unpickled. Failures are one-line ``InputError``s naming
+    the file.
     """
     path = Path(path)
     kind = sniff_format(path)
     if kind == SAFETENSORS:
         from safetensors.torch import load_file
 
-        try:
+        with reading(path, "safetensors weights file", "it may be truncated: save or download it again"):
             return load_file(str(path))
-        except Exception as err:  # noqa: BLE001 - any reader error becomes one line naming the file
-            raise ValueError(f"{path}: unreadable safetensors file ({err})") from None
     with open(path, "rb") as f:  # a file object: torch cannot dispatch on the suffix
         try:
             obj = torch.load(f, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: refused: {_unsafe_reason(err)}") from None
+            raise InputError(f"{path}: cellmae refuses to load it: {_unsafe_reason(err)}") from err
         except (RuntimeError, EOFError) as err:
-            raise ValueError(f"{path}: unreadable torch checkpoint ({str(err).splitlines()[0]})") from None
+            raise InputError(f"{path}: cannot read this torch checkpoint ({one_line(err)}); it may be truncated: "
+                             "save or download it again") from err
     state: Any = obj.get(key, obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a dict of tensors (or {{'{key}': {{...}}}}), got {type(state).__name__}")
+        raise InputError(f"{path}: expected a dict of tensors (or {{'{key}': {{...}}}}), got {type(state).__name__}")
     return state
 
 
@@ -78,5 +80,5 @@ def _unsafe_reason(err: Exception) -> str:
     """Why weights-only loading stopped, without torch's advice to turn the safety off."""
     found = re.findall(r"GLOBAL ([\w.]+)", str(err))
     what = f"it needs the Python object {found[0]}" if found else "it holds Python objects besides tensors"
-    return (f"{what}, and only plain tensors are loaded (weights_only=True; nothing is unpickled). "
-            "Re-save the weights alone (a state dict of tensors, or safetensors) with the code that made them")
+    return (f"{what}, and only plain tensors are read (nothing is ever unpickled); re-save the weights alone "
+            "(a state dict of tensors, or safetensors) with the code that made them")

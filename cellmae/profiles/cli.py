@@ -70,14 +70,10 @@ def register(app: typer.Typer) -> None:
             opts.check()
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        console = Console(stderr=True)
-        try:
-            with console.status(f"building map from {embed_dir} ({align}, {agg})"):
-                summary = build_map(embed_dir, out, opts)
-        except (FileNotFoundError, ValueError) as err:  # SchemaError is a ValueError naming file/row/column
-            console.print(f"[red]cellmae map: {err}[/red]")
-            raise typer.Exit(code=1) from err
+        console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+        with console.status(f"building map from {embed_dir} ({align}, {agg})"):
+            summary = build_map(embed_dir, out, opts)
         console.print(
-            f"[green]map written[/green] to {out}: {summary['wells']} wells ({summary['control_wells']} controls, "
+            f"map written to {out}: {summary['wells']} wells ({summary['control_wells']} controls, "
             f"{summary['batches']} batches) -> {summary['profiles']} profiles x {summary['output_dim']} dims"
         )

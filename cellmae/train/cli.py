@@ -54,14 +54,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--shards and --out are required to train")
         from cellmae.train.module_base import NonFiniteLossError
         from cellmae.train.run import run_training
+        from cellmae.utils.errors import InputError
 
         try:
             run_training(cfg, shards, out, resume=resume)
-        except ConfigError as e:
-            raise typer.BadParameter(str(e)) from None
-        except (NonFiniteLossError, FileExistsError, FileNotFoundError) as e:
-            typer.secho(f"error: {e}", fg="red", err=True)
-            raise typer.Exit(1) from None
+        except NonFiniteLossError as e:  # a diverged run is the user's to fix (lr, precision), not a bug
+            raise InputError(str(e)) from e
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 
         if rank_zero_only.rank == 0:

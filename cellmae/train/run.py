@@ -216,8 +216,7 @@ def _save_weights_into(model: Any, out_dir: Path, extra: dict[str, Any]) -> None
     import shutil
 
     from cellmae.models import save_pretrained
-    from cellmae.models.card import CARD_NAME
-    from cellmae.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from cellmae.models.files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
     staging = out_dir / ".final-weights"
     shutil.rmtree(staging, ignore_errors=True)

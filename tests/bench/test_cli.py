@@ -99,5 +99,5 @@ def test_bench_folder_of_blocks_runs_probes_and_resumes(tmp_path, synth, truth_d
 def test_bench_bad_input_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     res = CliRunner().invoke(app, ["bench", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "block" in res.output
+    assert res.exit_code == 2 and "block" in res.output
     assert not (tmp_path / "o").exists()

@@ -55,7 +55,7 @@ def test_source_errors_are_clear(tmp_path):
 
 def test_cli_help_and_errors(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["embed", "--help"])
+    res = runner.invoke(app, ["embed", "--help"], env={"COLUMNS": "200"})  # rich fits help to the width
     assert res.exit_code == 0 and "--blocks" in res.output and "handcrafted" in res.output
     screen = write_rxrx_screen(tmp_path / "cp", CELLPAINTING_CHANNELS, plates=1, wells=2, size=64)
     res = runner.invoke(app, ["embed", str(screen), "--model", "random-init:mae_vit_tiny_patch8_64",

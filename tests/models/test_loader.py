@@ -254,7 +254,7 @@ def test_code_in_the_pickle_is_refused_without_suggesting_to_unpickle_it(tmp_pat
     torch.save({"state_dict": phenom_state(), "hook": _Payload()}, path)
     with pytest.raises(ValueError, match="_Payload") as err:
         load(str(path))
-    assert "weights_only=False" not in str(err.value) and "\n" not in str(err.value)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_other_sources_answer_the_same_interface(tmp_path):

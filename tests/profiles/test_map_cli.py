@@ -54,12 +54,12 @@ def test_map_cli_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["map", str(embed), "--out", str(out), "--align", "bogus"])
     assert res.exit_code != 0 and "bogus" in res.output
     res = CliRunner().invoke(app, ["map", str(embed), "--out", str(out)])
-    assert res.exit_code == 1 and "EXP0" in res.output  # one control per batch: TVN cannot whiten
+    assert res.exit_code == 2 and "EXP0" in res.output  # one control per batch: TVN cannot whiten
     assert not out.exists() or not any(out.iterdir())
     res = CliRunner().invoke(app, ["map", str(embed), "--out", str(out), "--batch-col", "Metadata_Nope"])
-    assert res.exit_code == 1 and "Metadata_Nope" in res.output
+    assert res.exit_code == 2 and "Metadata_Nope" in res.output
     res = CliRunner().invoke(app, ["map", str(tmp_path / "missing"), "--out", str(out)])
-    assert res.exit_code == 1 and "missing" in res.output
+    assert res.exit_code == 2 and "missing" in res.output
 
 
 def test_filter_wells() -> None:

@@ -36,11 +36,11 @@ def register(app: typer.Typer) -> None:
 
         from cellmae.data.simulate.presets import PRESETS, parse_override, resolve_spec
 
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
         if list_presets:
             for name in PRESETS:
                 spec = resolve_spec(name)
-                console.print(f"[bold]{name}[/]: {spec}")
+                console.print(f"{name}: {spec}")
             raise typer.Exit()
         try:
             kwargs = dict(parse_override(o) for o in overrides)
@@ -54,11 +54,7 @@ def register(app: typer.Typer) -> None:
         from cellmae.data.simulate.writer import simulate_screen
 
         t0 = time.perf_counter()
-        try:
-            root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=True, **kwargs)
-        except (FileExistsError, ValueError) as err:
-            console.print(f"[red]error:[/] {err}")
-            raise typer.Exit(code=1) from err
+        root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=True, **kwargs)
         console.print(f"wrote {root} (preset {preset}, seed {seed}) in {time.perf_counter() - t0:.1f} s")
         if preview:
             png = write_preview(root, root / "preview.png")
