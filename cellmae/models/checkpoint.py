@@ -1,6 +1,7 @@
 """Checkpoints as safetensors weights + a JSON config: loading never unpickles code.
 
-``save_pretrained(model, dir)`` writes ``dir/model.safetensors`` and ``dir/config.json`` atomically
+``save_pretrained(model, dir)`` writes ``dir/model.safetensors``, ``dir/config.json`` and a model card
+``dir/README.md`` atomically
 (the folder appears whole or not at all); ``from_pretrained(dir)`` rebuilds the model from the config
 and loads the weights with strict key and shape checks.
 """
@@ -17,17 +18,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cellmae import __version__
+from cellmae.models.card import write_model_card
+from cellmae.models.files import CONFIG_NAME, WEIGHTS_NAME
 from cellmae.models.registry import model_from_config
 from cellmae.utils.atomic import atomic_dir
 from cellmae.utils.errors import reading
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 FORMAT = "cellmae-model"
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` to ``directory`` (replaced atomically if it exists); return the directory."""
+    """Write ``model`` to ``directory`` (replaced atomically if it exists); return the directory.
+
+    Besides the weights and config.json, a model card (README.md: architecture, and from ``extra``
+    the training data and steps under "train" and benchmark numbers under "metrics")."""
     directory = Path(directory)
     meta = {
         "format": FORMAT,
@@ -42,6 +46,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: di
     with atomic_dir(directory) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_model_card(model, tmp, meta)
     return directory
 
 
@@ -59,9 +64,10 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once)."""
-    expected = model.state_dict()
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "") -> None:
+    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once);
+    with ``prefix``, only the model's keys under it are expected (e.g. the encoder alone)."""
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(

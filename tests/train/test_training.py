@@ -82,6 +82,7 @@ def test_wsl_classifier_trains_with_labels_from_the_shards(sim_shards: Path, tmp
     crops = pd.read_parquet(sim_shards / "crops.parquet")
     assert meta["classes"] == sorted(crops["Metadata_Perturbation"].astype(str).unique())
     assert meta["config"]["num_classes"] == len(meta["classes"])
+    assert "6 optimizer steps" in (out / "README.md").read_text()  # the model card travels with the weights
 
 
 def test_nonfinite_loss_stops_with_step_and_batch_named(sim_shards: Path, tmp_path: Path,
