@@ -145,7 +145,8 @@ def run_bench(map_: Any, out: str | Path | None = None, *, relationships: Any = 
     """
     from cellmae.bench.benchmark import OUTPUT_FILES, BenchOptions
     from cellmae.bench.benchmark import run_bench as _run_bench
-    from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, write_table
+    from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, MAP_KIND, write_table
+    from cellmae.utils.manifest import write_manifest
 
     opts = _options(BenchOptions, {"relationships": relationships, **options}, "run_bench")
     with tempfile.TemporaryDirectory(prefix="cellmae-map-") as tmp, _folder(out, "bench") as folder:
@@ -155,6 +156,7 @@ def run_bench(map_: Any, out: str | Path | None = None, *, relationships: Any = 
             map_dir = Path(tmp)
             write_table(as_frame(map_[0]), map_dir / ALIGNED_FILE)
             write_table(as_frame(map_[1]), map_dir / AGGREGATED_FILE)
+            write_manifest(map_dir, MAP_KIND)  # tables handed over in memory are complete: commit them
         else:
             raise TypeError(f"run_bench needs a map folder, a MapResult or (aligned, aggregated); got {type(map_).__name__}")
         summary = _run_bench(map_dir, folder, opts)
