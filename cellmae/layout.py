@@ -86,19 +86,21 @@ def block_dirs(folder: str | os.PathLike) -> dict[int, Path]:
 
 
 def read_best_block(path: str | os.PathLike) -> int:
-    """The block chosen by the bench stage's probes: ``best_block.json`` = {"block": N, ...}."""
+    """The block chosen by the bench stage's probes: ``best_block.json`` (or its folder) -> N."""
     path = Path(path)
+    if path.is_dir():
+        path = path / BEST_BLOCK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run `cellmae bench` on a map folder with block "
+                                "subfolders first, or give --blocks explicitly)")
     try:
-        value = json.loads(path.read_text())["block"]
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no best-block file; run `cellmae bench` on the block folders first, "
-                         "or give --blocks explicitly") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a best_block.json ({{\"block\": N, ...}}): {err}") from None
-    n = parse_block_name(value) if isinstance(value, str) else value
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise ValueError(f"{path}: 'block' must be a block number or name like 'block06', got {value!r}")
-    return n
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    block = record.get("block") if isinstance(record, dict) else None
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"{path}: 'block' must be a positive integer, got {block!r}")
+    return block
 
 
 # ---- the run folder ------------------------------------------------------------------------

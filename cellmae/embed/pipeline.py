@@ -29,6 +29,7 @@ from cellmae.embed.featurize import (
 from cellmae.embed.progress import WellProgress
 from cellmae.embed.sources import HANDCRAFTED, resolve_source
 from cellmae.embed.writer import FEATURE_NAMES_FILE, EmbeddingStore, block_name, embedding_lock, plate_id
+from cellmae.layout import RunDir, read_best_block
 from cellmae.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -74,23 +75,6 @@ def open_any_screen(screen, layout: str = "auto"):
     return screen
 
 
-def read_best_block_file(path: str | Path) -> int:
-    """The block chosen by the bench stage's probes (``best_block.json``: {"block": N, ...})."""
-    path = Path(path)
-    try:
-        from cellmae.bench.probes import read_best_block
-
-        return int(read_best_block(path))
-    except ImportError:
-        pass
-    if not path.is_file():
-        raise FileNotFoundError(f"--block auto needs {path} (written by `cellmae bench` block probes)")
-    data = json.loads(path.read_text())
-    if "block" not in data:
-        raise ValueError(f"{path}: no 'block' key in {data}")
-    return int(data["block"])
-
-
 def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, best_block_file: str | Path | None = None) -> list[int]:
     """Blocks to embed: ``None``/"last" -> the last block; "all"; "auto" (best_block.json); "6,8,12"; ints."""
     if spec is None or spec == "last":
@@ -100,7 +84,7 @@ def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, bes
     if spec == "auto":
         if best_block_file is None:
             raise ValueError("blocks='auto' needs the best_block.json path (best_block_file=...)")
-        blocks = [read_best_block_file(best_block_file)]
+        blocks = [read_best_block(best_block_file)]
     elif isinstance(spec, int):
         blocks = [spec]
     elif isinstance(spec, str):
@@ -117,8 +101,9 @@ def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, bes
 
 
 def default_best_block_file(out_dir: Path) -> Path:
-    """RUN/embed/<model> -> RUN/bench/<model>/best_block.json (the DESIGN.md run layout)."""
-    return out_dir.parent.parent / "bench" / out_dir.name / "best_block.json"
+    """RUN/embed/<model> -> RUN/bench/<model>/best_block.json."""
+    run, model = RunDir.of_embed_output(out_dir)
+    return run.best_block_file(model)
 
 
 def model_input_size(model) -> int | None:
