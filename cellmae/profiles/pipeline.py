@@ -12,7 +12,7 @@ import pandas as pd
 
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, SchemaError, feature_column, feature_columns
 from cellmae.profiles.aggregate import AGG_METHODS, aggregate
-from cellmae.profiles.align import ALIGN_METHODS, align
+from cellmae.profiles.align import ALIGN_METHODS, DEFAULT_ALIGN, align
 from cellmae.profiles.filtering import filter_wells
 from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, SUMMARY_FILE, read_well_embeddings, write_table
 from cellmae.utils.atomic import write_text_atomic
@@ -22,10 +22,9 @@ from cellmae.utils.atomic import write_text_atomic
 class MapOptions:
     """Everything that decides a map (saved to ``map.json`` next to the tables)."""
 
-    align: str = "tvn"
+    align: str = DEFAULT_ALIGN
     agg: str = "mean"
     batch_col: str = EXPERIMENT
-    batch_center_first: bool = True
     pca_components: int | float | None = None
     keep_types: tuple[str, ...] | None = None
     drop_perturbations: tuple[str, ...] | None = None
@@ -67,7 +66,6 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions) -> tuple[pd.DataFrame, pd.
         meta[opts.batch_col].astype(str).to_numpy(),
         meta[IS_CONTROL].to_numpy(dtype=bool),
         opts.align,
-        batch_center_first=opts.batch_center_first,
         n_components=opts.pca_components,
     )
     timings["align_s"] = time.perf_counter() - t0
