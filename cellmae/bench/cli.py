@@ -37,6 +37,9 @@ def bench(
     batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
     consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
+    replicate_null: str = typer.Option(
+        "random-pairs", "--replicate-null", help="Null of the KS / Cramer-von Mises replicate test: 'random-pairs' "
+        "(wells of different perturbations, different batches) or 'negative-controls' (EFAAR: pairs of control wells)."),
     map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
     max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
     n_negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled non-target genes per compound."),
@@ -62,11 +65,14 @@ def bench(
     console = Console(stderr=True)
     if consistency_null not in ("other", "controls"):
         raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
+    if replicate_null not in ("random-pairs", "negative-controls"):
+        raise typer.BadParameter(f"must be 'random-pairs' or 'negative-controls', got {replicate_null!r}",
+                                 param_hint="--replicate-null")
     rels = list(relationships) if relationships else None
     opts = BenchOptions(
         relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
         truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
-        consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives,
+        consistency_null=consistency_null, replicate_null=replicate_null, map_null_size=map_null_size, n_negatives=n_negatives,
         max_groups=max_groups, seed=seed,
     )
     try:
