@@ -9,7 +9,14 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL
-from cellmae.profiles.align import DEFAULT_ALIGN, align, center_scale, center_scale_on_controls, pca_center_scale, tvn
+from cellmae.profiles.align import (
+    DEFAULT_ALIGN,
+    align,
+    center_scale,
+    center_scale_on_controls,
+    pca_center_scale,
+    tvn,
+)
 
 from .screen import synthetic_wells
 
