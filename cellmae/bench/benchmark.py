@@ -54,7 +54,7 @@ class BenchOptions:
     replicate_null: str = "random-pairs"
     replicate_null_size: int = 10000
     map_null_size: int = 10000
-    n_negatives: int = 100
+    n_negatives: int = 20  # RxRx3-core: max(2 x targets, this) negatives per compound
     max_groups: int | None = 250
     seed: int = 0
 
@@ -174,9 +174,9 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     else:
         try:
             cg = compound_gene_benchmark(aggregated, read_compound_targets(opts.truth_compounds),
-                                         n_negatives=opts.n_negatives, seed=opts.seed)
+                                         min_negatives=opts.n_negatives, seed=opts.seed)
             tables["compound_gene.csv"] = cg
-            summary["compound_gene"] = compound_gene_summary(cg)
+            summary["compound_gene"] = compound_gene_summary(cg, seed=opts.seed)
         except ValueError as e:
             skipped["compound_gene"] = str(e)
 
@@ -198,6 +198,10 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     return summary
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
 def describe(summary: dict) -> list[str]:
     """Human-readable headline lines for the terminal."""
     lines = []
@@ -217,7 +221,8 @@ def describe(summary: dict) -> list[str]:
     cg = summary.get("compound_gene")
     if cg and cg["n_compounds"]:
         lines.append(f"compound-gene: AP {cg['mean_ap']:.3f} (random {cg['random_mean_ap']:.3f}), "
-                     f"AUC {cg['mean_auc']:.3f} (random {cg['random_mean_auc']:.3f}) over {cg['n_compounds']} compounds")
+                     f"AUC {cg['mean_auc']:.3f} (random {cg['random_mean_auc']:.3f}) over {cg['n_compounds']} compounds, "
+                     f"max over doses; z-scores AP {_fmt(cg['ap_zscore'])}, AUC {_fmt(cg['auc_zscore'])}")
     for stage, b in (summary.get("batch") or {}).items():
         if b and b["accuracy"] is not None:
             lines.append(f"batch predictability {stage} alignment: {b['accuracy']:.3f} (chance {b['chance']:.3f})")

@@ -42,7 +42,8 @@ def bench(
         "(wells of different perturbations, different batches) or 'negative-controls' (EFAAR: pairs of control wells)."),
     map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
     max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
-    n_negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled non-target genes per compound."),
+    n_negatives: int = typer.Option(20, "--negatives", min=1, help="Compound-gene: at least this many sampled "
+                                    "non-target genes per compound, max(2 x targets, this) (RxRx3-core: 20)."),
     probe_metric: str = typer.Option("mean_f1", "--probe-metric", help="Best-block criterion: mean_f1, mean_accuracy, "
                                      "perturbation_f1, group_f1, ..."),
     probes_only: bool = typer.Option(False, "--probes-only", help="Folder of blocks: run only the probes."),
