@@ -44,8 +44,16 @@ def bench(
     max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
     n_negatives: int = typer.Option(20, "--negatives", min=1, help="Compound-gene: at least this many sampled "
                                     "non-target genes per compound, max(2 x targets, this) (RxRx3-core: 20)."),
-    probe_metric: str = typer.Option("mean_f1", "--probe-metric", help="Best-block criterion: mean_f1, mean_accuracy, "
-                                     "perturbation_f1, group_f1, ..."),
+    probe_metric: str = typer.Option("mean_balanced_accuracy", "--probe-metric", help="Best-block criterion: "
+                                     "<mean|perturbation|group>_<balanced_accuracy|accuracy|f1>."),
+    probe_groups: Path = typer.Option(
+        None, "--probe-groups", help="Functional groups for the group probe (a proxy task: use groups that the "
+        "evaluation does not score). Default: no group probe.", exists=True, dir_okay=False),
+    probe_folds: str = typer.Option("Metadata_Plate", "--probe-folds", help="Probe folds are grouped by this column "
+                                    "(held-out plates)."),
+    probe_evaluation: bool = typer.Option(
+        False, "--probe-evaluation-perturbations/--probe-held-out", help="Default --probe-held-out: probes leave out "
+        "every perturbation named in --relationships and --groups, so the block is not chosen on evaluation labels."),
     probes_only: bool = typer.Option(False, "--probes-only", help="Folder of blocks: run only the probes."),
     force: bool = typer.Option(False, "--force", help="Folder of blocks: redo blocks already benchmarked (default: resume)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw (nulls, negatives, folds)."),
@@ -60,7 +68,7 @@ def bench(
 
     from cellmae.bench.benchmark import BenchOptions, describe, run_bench
     from cellmae.bench.inputs import ALIGNED_FILE, find_group_file, read_groups
-    from cellmae.bench.probes import block_dirs, probe_blocks, write_probes
+    from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
     from cellmae.bench.summary import SUMMARY_FILE
 
     console = Console(stderr=True)
@@ -95,9 +103,22 @@ def bench(
                 summary = run_bench(d, target, BenchOptions(**{**opts.__dict__, "embed_dir": before}))
                 for line in describe(summary):
                     console.print(f"  {line}")
-        group_path = groups or (find_group_file(rels[0]) if rels else None)
-        table = probe_blocks(map_dir, read_groups(group_path) if group_path else None, progress=True, seed=seed)
-        best = write_probes(table, out, probe_metric)
+        exclude: set[str] = set()
+        if not probe_evaluation:
+            from cellmae.bench.benchmark import resolve_truth_dir
+            from cellmae.bench.probes import evaluation_perturbations
+            from cellmae.bench.relationships import load_relationships
+
+            srcs = resolve_truth_dir(opts).relationships  # a simulator truth/ folder -> its relationships.csv
+            group_path = groups or (find_group_file(rels[0]) if rels else None)
+            exclude = evaluation_perturbations(load_relationships(srcs, names=opts.relationship_names) if srcs else None,
+                                               read_groups(group_path) if group_path else None)
+        table = probe_blocks(map_dir, read_groups(probe_groups) if probe_groups else None, exclude=exclude,
+                             fold_column=probe_folds, progress=True, seed=seed)
+        protocol = {"held_out_perturbations": len(exclude), "fold_column": probe_folds,
+                    "group_probe": str(probe_groups) if probe_groups else None}
+        best = write_probes(table, out, probe_metric, protocol=protocol,
+                            evaluation_recall=evaluation_recall_by_block(out))
         console.print(table.to_string(index=False))
         console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")
     except (FileNotFoundError, ValueError) as e:

@@ -93,7 +93,10 @@ def test_bench_folder_of_blocks_runs_probes_and_resumes(tmp_path, synth, truth_d
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "block03" / "summary.json").is_file() and (out / "block05" / "summary.json").is_file()
-    assert json.loads((out / "best_block.json").read_text())["block"] == 5
+    best = json.loads((out / "best_block.json").read_text())
+    assert best["block"] == 5 and best["metric"] == "mean_balanced_accuracy"
+    # the 24 genes of --groups are evaluation labels: the probes ran on the compounds only
+    assert best["protocol"]["held_out_perturbations"] == 24 and best["protocol"]["fold_column"] == "Metadata_Plate"
     assert set(pd.read_csv(out / "probes.csv")["block"]) == {3, 5}
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "already benchmarked" in again.output
