@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
-from cellmae.data.schema import IS_CONTROL, PERTURBATION, PLATE
+from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 TASKS = ("perturbation", "group")
@@ -102,7 +102,8 @@ def _probed(meta: pd.DataFrame, exclude: set[str] | frozenset[str] | None) -> np
 
 def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude: set[str] | None = None,
                        n_splits: int = 4, max_classes: int | None = 500, seed: int = 0) -> dict | None:
-    """Perturbation-identity probe on wells of held-out plates (folds grouped by ``fold_column``).
+    """Perturbation-identity probe on wells of held-out plates (folds grouped by ``fold_column``; a plate is
+    experiment + plate, since plate names repeat across experiments).
 
     Only classes with wells in at least two fold groups are used; None when fewer than 2 such classes.
     """
@@ -113,7 +114,10 @@ def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude:
         raise ValueError(f"probe folds: no {fold_column} column in the aligned table; choose another fold column")
     treat = _probed(meta, exclude)
     labels = perturbation_keys(meta)[treat].reset_index(drop=True)
-    folds = meta[fold_column].astype(str).to_numpy()[treat]
+    folds = meta[fold_column].astype(str)
+    if fold_column == PLATE and EXPERIMENT in meta.columns:  # plate names repeat across experiments (RxRx)
+        folds = meta[EXPERIMENT].astype(str) + "/" + folds
+    folds = folds.to_numpy()[treat]
     x = profiles.features[treat]
     spread = pd.DataFrame({"y": labels, "f": folds}).groupby("y")["f"].nunique()
     keep = labels.map(spread).to_numpy() >= 2
