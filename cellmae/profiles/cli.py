@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
         ),
         drop: str = typer.Option("", "--drop", help="Comma-separated perturbation names to leave out of the map."),
         min_replicates: int = typer.Option(1, "--min-replicates", help="Drop perturbations with fewer wells than this."),
+        arm_correction: Path = typer.Option(
+            None, "--arm-correction", help="Proximity-bias correction: a gene -> chromosome arm table (CSV/TSV with "
+            "gene/symbol and chromosome_arm or location columns, e.g. HGNC's complete set); gene profiles are centred "
+            "per arm after aggregation. Default: off."),
     ) -> None:
         """Filter, align (TVN / PCA + center-scale / center-scale per batch) and aggregate well embeddings.
 
@@ -60,6 +64,7 @@ def register(app: typer.Typer) -> None:
             keep_types=tuple(t.strip() for t in types.split(",") if t.strip()) or None,
             drop_perturbations=tuple(t.strip() for t in drop.split(",") if t.strip()) or None,
             min_replicates=min_replicates,
+            arm_correction=str(arm_correction) if arm_correction else None,
         )
         try:
             opts.check()
