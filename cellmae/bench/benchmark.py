@@ -20,7 +20,7 @@ import pandas as pd
 
 from cellmae.bench.batch_effects import BATCH_COLUMNS, batch_summary, batch_table
 from cellmae.bench.compound_gene import compound_gene_benchmark, compound_gene_summary
-from cellmae.bench.consistency import consistency_summary, replicate_consistency
+from cellmae.bench.consistency import consistency_summary, replicate_consistency, replicate_similarity_test
 from cellmae.bench.copairs_map import MAP_COLUMNS, activity_map, consistency_map, map_summary
 from cellmae.bench.inputs import (
     Profiles,
@@ -54,8 +54,10 @@ class BenchOptions:
     thresholds: tuple[tuple[float, float], ...] = ((0.05, 0.95), (0.1, 0.9))
     n_null: int = 2000
     consistency_null: str = "other"
+    replicate_null: str = "random-pairs"
+    replicate_null_size: int = 10000
     map_null_size: int = 10000
-    n_negatives: int = 100
+    n_negatives: int = 20  # RxRx3-core: max(2 x targets, this) negatives per compound
     max_groups: int | None = 250
     seed: int = 0
 
@@ -172,6 +174,13 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     cons = replicate_consistency(aligned, n_null=opts.n_null, null_from=opts.consistency_null, seed=opts.seed)
     tables["consistency.csv"] = cons
     summary["consistency"] = consistency_summary(cons)
+    try:
+        summary["consistency"]["replicate_test"] = replicate_similarity_test(
+            aligned, batch_column=opts.batch_column, null=opts.replicate_null, n_null=opts.replicate_null_size,
+            seed=opts.seed)
+    except ValueError as e:
+        summary["consistency"]["replicate_test"] = None
+        skipped["replicate_test"] = str(e)
 
     maps = []
     try:
@@ -198,9 +207,9 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     else:
         try:
             cg = compound_gene_benchmark(aggregated, read_compound_targets(opts.truth_compounds),
-                                         n_negatives=opts.n_negatives, seed=opts.seed)
+                                         min_negatives=opts.n_negatives, seed=opts.seed)
             tables["compound_gene.csv"] = cg
-            summary["compound_gene"] = compound_gene_summary(cg)
+            summary["compound_gene"] = compound_gene_summary(cg, seed=opts.seed)
         except ValueError as e:
             skipped["compound_gene"] = str(e)
 
@@ -222,6 +231,10 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     return summary
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
 def describe(summary: dict) -> list[str]:
     """Human-readable headline lines for the terminal."""
     lines = []
@@ -231,13 +244,18 @@ def describe(summary: dict) -> list[str]:
     c = summary["consistency"]
     if c["n_perturbations"]:
         lines.append(f"replicate consistency: {c['fraction_p_le_0.05']:.1%} of {c['n_perturbations']} perturbations at p<=0.05")
+    t = c.get("replicate_test")
+    if t:
+        lines.append(f"cross-batch replicate similarity vs {t['null']} null: KS {t['ks_statistic']:.3f}, "
+                     f"CvM {t['cvm_statistic']:.3f}, mean difference {t['mean_difference']:+.3f}")
     for kind, m in summary["map"].items():
         if m["n"]:
             lines.append(f"mAP {kind}: {m['fraction_significant']:.1%} of {m['n']} significant (FDR<0.05), mean mAP {m['mean_map']:.3f}")
     cg = summary.get("compound_gene")
     if cg and cg["n_compounds"]:
         lines.append(f"compound-gene: AP {cg['mean_ap']:.3f} (random {cg['random_mean_ap']:.3f}), "
-                     f"AUC {cg['mean_auc']:.3f} (random {cg['random_mean_auc']:.3f}) over {cg['n_compounds']} compounds")
+                     f"AUC {cg['mean_auc']:.3f} (random {cg['random_mean_auc']:.3f}) over {cg['n_compounds']} compounds, "
+                     f"max over doses; z-scores AP {_fmt(cg['ap_zscore'])}, AUC {_fmt(cg['auc_zscore'])}")
     for stage, b in (summary.get("batch") or {}).items():
         if b and b["accuracy"] is not None:
             lines.append(f"batch predictability {stage} alignment: {b['accuracy']:.3f} (chance {b['chance']:.3f})")

@@ -37,11 +37,23 @@ def bench(
     batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
     consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
+    replicate_null: str = typer.Option(
+        "random-pairs", "--replicate-null", help="Null of the KS / Cramer-von Mises replicate test: 'random-pairs' "
+        "(wells of different perturbations, different batches) or 'negative-controls' (EFAAR: pairs of control wells)."),
     map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
     max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
-    n_negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled non-target genes per compound."),
-    probe_metric: str = typer.Option("mean_f1", "--probe-metric", help="Best-block criterion: mean_f1, mean_accuracy, "
-                                     "perturbation_f1, group_f1, ..."),
+    n_negatives: int = typer.Option(20, "--negatives", min=1, help="Compound-gene: at least this many sampled "
+                                    "non-target genes per compound, max(2 x targets, this) (RxRx3-core: 20)."),
+    probe_metric: str = typer.Option("mean_balanced_accuracy", "--probe-metric", help="Best-block criterion: "
+                                     "<mean|perturbation|group>_<balanced_accuracy|accuracy|f1>."),
+    probe_groups: Path = typer.Option(
+        None, "--probe-groups", help="Functional groups for the group probe (a proxy task: use groups that the "
+        "evaluation does not score). Default: no group probe.", exists=True, dir_okay=False),
+    probe_folds: str = typer.Option("Metadata_Plate", "--probe-folds", help="Probe folds are grouped by this column "
+                                    "(held-out plates)."),
+    probe_evaluation: bool = typer.Option(
+        False, "--probe-evaluation-perturbations/--probe-held-out", help="Default --probe-held-out: probes leave out "
+        "every perturbation named in --relationships and --groups, so the block is not chosen on evaluation labels."),
     probes_only: bool = typer.Option(False, "--probes-only", help="Folder of blocks: run only the probes."),
     force: bool = typer.Option(False, "--force", help="Folder of blocks: redo blocks already benchmarked (default: resume)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw (nulls, negatives, folds)."),
@@ -56,16 +68,19 @@ def bench(
 
     from cellmae.bench.benchmark import BenchOptions, describe, is_current, run_bench
     from cellmae.bench.inputs import ALIGNED_FILE, check_map_dir, find_group_file, read_groups
-    from cellmae.bench.probes import block_dirs, probe_blocks, write_probes
+    from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
 
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):
         raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
+    if replicate_null not in ("random-pairs", "negative-controls"):
+        raise typer.BadParameter(f"must be 'random-pairs' or 'negative-controls', got {replicate_null!r}",
+                                 param_hint="--replicate-null")
     rels = list(relationships) if relationships else None
     opts = BenchOptions(
         relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
         truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
-        consistency_null=consistency_null, map_null_size=map_null_size, n_negatives=n_negatives,
+        consistency_null=consistency_null, replicate_null=replicate_null, map_null_size=map_null_size, n_negatives=n_negatives,
         max_groups=max_groups, seed=seed,
     )
     if (map_dir / ALIGNED_FILE).is_file():
@@ -89,8 +104,21 @@ def bench(
             summary = run_bench(d, target, block_opts)
             for line in describe(summary):
                 console.print(f"  {line}")
-    group_path = groups or (find_group_file(rels[0]) if rels else None)
-    table = probe_blocks(map_dir, read_groups(group_path) if group_path else None, progress=True, seed=seed)
-    best = write_probes(table, out, probe_metric)
+    exclude: set[str] = set()
+    if not probe_evaluation:
+        from cellmae.bench.benchmark import resolve_truth_dir
+        from cellmae.bench.probes import evaluation_perturbations
+        from cellmae.bench.relationships import load_relationships
+
+        srcs = resolve_truth_dir(opts).relationships  # a simulator truth/ folder -> its relationships.csv
+        group_path = groups or (find_group_file(rels[0]) if rels else None)
+        exclude = evaluation_perturbations(load_relationships(srcs, names=opts.relationship_names) if srcs else None,
+                                           read_groups(group_path) if group_path else None)
+    table = probe_blocks(map_dir, read_groups(probe_groups) if probe_groups else None, exclude=exclude,
+                         fold_column=probe_folds, progress=True, seed=seed)
+    protocol = {"held_out_perturbations": len(exclude), "fold_column": probe_folds,
+                "group_probe": str(probe_groups) if probe_groups else None}
+    best = write_probes(table, out, probe_metric, protocol=protocol,
+                        evaluation_recall=evaluation_recall_by_block(out))
     console.print(table.to_string(index=False))
     console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")

@@ -147,3 +147,113 @@ def consistency_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict:
         "fraction_p_le_0.05": float((table["p_value"] <= alpha).mean()) if n else None,
         "median_mean_cosine": float(table["mean_cosine"].median()) if n else None,
     }
+
+
+# ------------------------------------------------------- distribution of cross-batch replicate similarities
+
+REPLICATE_NULLS = ("random-pairs", "negative-controls")
+
+
+def _pair_cosines(u: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", u[i], u[j])
+
+
+def _cross_batch_pairs(groups: np.ndarray, batches: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j), i < j, of ``rows`` with the same group and different batches."""
+    order = rows[np.argsort(groups[rows], kind="stable")]
+    g = groups[order]
+    bounds = np.flatnonzero(g[1:] != g[:-1]) + 1
+    left, right = [], []
+    for run in np.split(order, bounds):
+        if len(run) < 2:
+            continue
+        a, b = np.triu_indices(len(run), k=1)
+        cross = batches[run[a]] != batches[run[b]]
+        left.append(run[a][cross])
+        right.append(run[b][cross])
+    if not left:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(left), np.concatenate(right)
+
+
+def _random_cross_batch_pairs(groups: np.ndarray, batches: np.ndarray, rows: np.ndarray, n: int,
+                              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random pairs of ``rows`` from different groups and different batches (rejection sampling)."""
+    left, right, have = [], [], 0
+    for _ in range(1000):  # each round keeps most draws unless nearly all wells share a group or batch
+        i = rows[rng.integers(0, len(rows), size=2 * (n - have))]
+        j = rows[rng.integers(0, len(rows), size=len(i))]
+        ok = (groups[i] != groups[j]) & (batches[i] != batches[j])
+        left.append(i[ok])
+        right.append(j[ok])
+        have += int(ok.sum())
+        if have >= n:
+            return np.concatenate(left)[:n], np.concatenate(right)[:n]
+    raise ValueError("could not draw null pairs of wells from different perturbations and batches")
+
+
+def replicate_similarity_test(
+    profiles: Profiles,
+    *,
+    batch_column: str,
+    null: str = "random-pairs",
+    n_null: int = 10000,
+    seed: int = 0,
+) -> dict:
+    """KS and Cramér–von Mises tests of cross-batch replicate similarities against a null.
+
+    Query: the cosine of every pair of wells of one perturbation (x concentration) that lie in
+    different batches, pooled over the non-control perturbations (ViTally Consistent's replicate
+    consistency). Null: ``"random-pairs"`` draws ``n_null`` pairs of non-control wells from different
+    perturbations and different batches; ``"negative-controls"`` uses the cross-batch pairs of
+    control wells of the same control perturbation (EFAAR's negative-control null; a seeded sample
+    of ``n_null`` when there are more). Statistics are scipy's ``ks_2samp`` and
+    ``cramervonmises_2samp`` (two-sided); ``mean_difference`` > 0 means replicates agree more than
+    the null.
+    """
+    from scipy.stats import cramervonmises_2samp, ks_2samp
+
+    if null not in REPLICATE_NULLS:
+        raise ValueError(f"replicate null must be one of {REPLICATE_NULLS}, got {null!r}")
+    if n_null < 2:
+        raise ValueError(f"n_null must be >= 2, got {n_null}")
+    meta = profiles.meta
+    if batch_column not in meta.columns:
+        raise ValueError(f"no {batch_column} column in the aligned table (the batch of each well)")
+    u = unit_rows(profiles.features)
+    batches = meta[batch_column].astype(str).to_numpy()
+    keys = perturbation_keys(meta).to_numpy()
+    control = meta[IS_CONTROL].to_numpy(bool)
+    treated = np.flatnonzero(~control)
+    qi, qj = _cross_batch_pairs(keys, batches, treated)
+    if len(qi) < 2:
+        raise ValueError(f"fewer than 2 replicate pairs across batches ({batch_column}); the test needs "
+                         "perturbations with wells in at least two batches")
+    query = _pair_cosines(u, qi, qj)
+    rng = np.random.default_rng(seed)
+    if null == "random-pairs":
+        ni, nj = _random_cross_batch_pairs(keys, batches, treated, n_null, rng)
+    else:
+        ni, nj = _cross_batch_pairs(keys, batches, np.flatnonzero(control))
+        if len(ni) < 2:
+            raise ValueError(f"fewer than 2 pairs of control wells across batches ({batch_column}) for the "
+                             "negative-control null; use the random-pairs null")
+        if len(ni) > n_null:
+            pick = np.sort(rng.choice(len(ni), n_null, replace=False))
+            ni, nj = ni[pick], nj[pick]
+    null_sims = _pair_cosines(u, ni, nj)
+    ks = ks_2samp(query, null_sims)
+    cvm = cramervonmises_2samp(query, null_sims)
+    return {
+        "null": null,
+        "batch_column": batch_column,
+        "query_size": int(len(query)),
+        "null_size": int(len(null_sims)),
+        "query_mean": float(query.mean()),
+        "null_mean": float(null_sims.mean()),
+        "mean_difference": float(query.mean() - null_sims.mean()),
+        "ks_statistic": float(ks.statistic),
+        "ks_p_value": float(ks.pvalue),
+        "cvm_statistic": float(cvm.statistic),
+        "cvm_p_value": float(cvm.pvalue),
+    }

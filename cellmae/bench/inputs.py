@@ -34,7 +34,8 @@ COMPOUND = "COMPOUND"
 
 _GENE_COLUMNS = ("gene", "entity", "symbol", PERTURBATION)
 _GROUP_COLUMNS = ("group", "complex", "cluster", "pathway")
-_TARGET_COLUMNS = ("target_gene", "target", "targets", "gene")
+_TARGET_COLUMNS = ("target_gene", "target", "targets", "gene", "gene_symbol")
+_ACTIVITY_COLUMNS = ("activity_nM", "nM_value", "nm")  # RxRx3-core's truth table names it nM_value
 _COMPOUND_COLUMNS = ("compound", "treatment", PERTURBATION)
 
 
@@ -191,7 +192,8 @@ def find_group_file(source: str | Path | None) -> Path | None:
 
 
 def read_compound_targets(path: str | Path) -> pd.DataFrame:
-    """Compound -> target gene table (columns ``compound``, ``target_gene``), one row per pair.
+    """Compound -> target gene table (columns ``compound``, ``target_gene``, and ``activity_nM`` when the
+    file has an activity column such as RxRx3-core's ``nM_value``), one row per pair.
 
     Several targets in one cell may be separated by ``|``, ``;`` or ``,``. Concentration columns
     are ignored (a compound's targets do not depend on dose).
@@ -202,7 +204,15 @@ def read_compound_targets(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     ccol = _pick(list(df.columns), _COMPOUND_COLUMNS, what="compound", source=path)
     tcol = _pick([c for c in df.columns if c != ccol], _TARGET_COLUMNS, what="target gene", source=path)
-    out = df[[ccol, tcol]].dropna().rename(columns={ccol: "compound", tcol: "target_gene"})
+    lowered = {c.lower(): c for c in df.columns}
+    acol = next((lowered[a.lower()] for a in _ACTIVITY_COLUMNS if a.lower() in lowered), None)
+    cols = [ccol, tcol] + ([acol] if acol else [])
+    out = df[cols].dropna(subset=[ccol, tcol]).rename(columns={ccol: "compound", tcol: "target_gene", acol: "activity_nM"})
+    if acol:
+        out["activity_nM"] = pd.to_numeric(out["activity_nM"], errors="coerce")
+        if out["activity_nM"].isna().any():
+            raise ValueError(f"{path}: column {acol!r} has non-numeric or empty activity values; give nM numbers "
+                             "or remove the column")
     out["target_gene"] = out["target_gene"].astype(str).str.split(r"[|;,]")
     out = out.explode("target_gene")
     out["compound"] = out["compound"].astype(str)

@@ -1,17 +1,20 @@
 """Linear probes per block (ViTally Consistent): which encoder block carries the most biology?
 
 For each extracted block's aligned well embeddings, a standardised multinomial logistic
-regression (scikit-learn) is cross-validated on two tasks:
+regression (scikit-learn) is cross-validated on proxy tasks:
 
-* ``perturbation``: predict the perturbation of held-out replicate wells (stratified folds over
-  wells; every class keeps replicates in training);
+* ``perturbation``: predict the perturbation of wells from held-out plates (folds grouped by
+  ``fold_column``, ``Metadata_Plate`` by default, so replicates of one plate never sit on both
+  sides; a class needs wells on at least two plates);
 * ``group``: predict the functional group (complex) of wells of held-out *genes* (folds grouped
-  by perturbation, so a gene is never in train and test and the probe must generalise over a
-  group's members).
+  by perturbation, so a gene is never in train and test).
 
-Accuracy and macro-F1 come from the pooled out-of-fold predictions. The best block by a chosen
-metric goes to ``best_block.json``; ``cellmae embed --block auto`` reads it via
-:func:`read_best_block`.
+The block must not be chosen on the labels the evaluation scores: ``exclude`` names perturbations
+left out of every probe (``evaluation_perturbations`` collects those of the relationship tables
+and functional groups of the evaluation), and the group task takes a groups table of its own.
+Accuracy, balanced accuracy and macro-F1 come from the pooled out-of-fold predictions; the best
+block (by ``mean_balanced_accuracy`` unless asked otherwise) goes to ``best_block.json``;
+``cellmae embed --block auto`` reads it via :func:`read_best_block`.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ import numpy as np
 import pandas as pd
 
 from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
-from cellmae.data.schema import IS_CONTROL, PERTURBATION
+from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 TASKS = ("perturbation", "group")
+SCORES = ("balanced_accuracy", "accuracy", "f1")
+DEFAULT_METRIC = "mean_balanced_accuracy"
+PROBE_COLUMNS = ["block", "task", "balanced_accuracy", "accuracy", "f1", "chance", "n_samples", "n_classes", "n_folds"]
 PROBES_FILE = "probes.csv"
 BEST_BLOCK_FILE = "best_block.json"
 _BLOCK_RE = re.compile(r"^block(\d+)$")
@@ -59,7 +65,7 @@ def _classifier(seed: int):
 
 def _scores(x: np.ndarray, y: np.ndarray, cv, groups: np.ndarray | None, seed: int) -> dict:
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
     from sklearn.model_selection import cross_val_predict
 
     with warnings.catch_warnings():
@@ -69,11 +75,13 @@ def _scores(x: np.ndarray, y: np.ndarray, cv, groups: np.ndarray | None, seed: i
         pred = cross_val_predict(_classifier(seed), x, y, cv=cv, groups=groups)
     counts = pd.Series(y).value_counts()
     return {
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
         "accuracy": float(accuracy_score(y, pred)),
         "f1": float(f1_score(y, pred, average="macro")),
         "chance": float(counts.max() / counts.sum()),
         "n_samples": int(len(y)),
         "n_classes": int(len(counts)),
+        "n_folds": int(cv.get_n_splits()),
     }
 
 
@@ -84,24 +92,45 @@ def _cap_classes(labels: pd.Series, max_classes: int | None, rng: np.random.Gene
     return labels.isin(classes).to_numpy()
 
 
-def perturbation_probe(profiles: Profiles, *, n_splits: int = 4, max_classes: int | None = 500, seed: int = 0) -> dict | None:
-    """Cross-validated perturbation-identity probe on non-control wells; None when < 2 usable classes."""
-    from sklearn.model_selection import StratifiedKFold
+def _probed(meta: pd.DataFrame, exclude: set[str] | frozenset[str] | None) -> np.ndarray:
+    """Non-control wells whose perturbation is not in ``exclude``."""
+    keep = ~meta[IS_CONTROL].to_numpy(bool)
+    if exclude:
+        keep &= ~meta[PERTURBATION].astype(str).isin(exclude).to_numpy()
+    return keep
 
-    treat = ~profiles.meta[IS_CONTROL].to_numpy(bool)
-    labels = perturbation_keys(profiles.meta)[treat].reset_index(drop=True)
+
+def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude: set[str] | None = None,
+                       n_splits: int = 4, max_classes: int | None = 500, seed: int = 0) -> dict | None:
+    """Perturbation-identity probe on wells of held-out plates (folds grouped by ``fold_column``; a plate is
+    experiment + plate, since plate names repeat across experiments).
+
+    Only classes with wells in at least two fold groups are used; None when fewer than 2 such classes.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    meta = profiles.meta
+    if fold_column not in meta.columns:
+        raise ValueError(f"probe folds: no {fold_column} column in the aligned table; choose another fold column")
+    treat = _probed(meta, exclude)
+    labels = perturbation_keys(meta)[treat].reset_index(drop=True)
+    folds = meta[fold_column].astype(str)
+    if fold_column == PLATE and EXPERIMENT in meta.columns:  # plate names repeat across experiments (RxRx)
+        folds = meta[EXPERIMENT].astype(str) + "/" + folds
+    folds = folds.to_numpy()[treat]
     x = profiles.features[treat]
-    counts = labels.map(labels.value_counts())
-    keep = (counts >= 2).to_numpy() & _cap_classes(labels, max_classes, np.random.default_rng(seed))
+    spread = pd.DataFrame({"y": labels, "f": folds}).groupby("y")["f"].nunique()
+    keep = labels.map(spread).to_numpy() >= 2
+    keep &= _cap_classes(labels, max_classes, np.random.default_rng(seed))
     y = labels[keep].to_numpy()
     if len(np.unique(y)) < 2:
         return None
-    k = int(min(n_splits, pd.Series(y).value_counts().min()))
-    return _scores(x[keep], y, StratifiedKFold(k, shuffle=True, random_state=seed), None, seed)
+    k = int(min(n_splits, len(np.unique(folds[keep]))))
+    return _scores(x[keep], y, StratifiedGroupKFold(k, shuffle=True, random_state=seed), folds[keep], seed)
 
 
-def group_probe(profiles: Profiles, groups: pd.DataFrame, *, n_splits: int = 4, max_classes: int | None = 500,
-                seed: int = 0) -> dict | None:
+def group_probe(profiles: Profiles, groups: pd.DataFrame, *, exclude: set[str] | None = None, n_splits: int = 4,
+                max_classes: int | None = 500, seed: int = 0) -> dict | None:
     """Functional-group probe over wells of genes held out whole; None when < 2 usable groups.
 
     Genes in several groups are left out (a single-label probe cannot score them fairly); groups
@@ -110,7 +139,7 @@ def group_probe(profiles: Profiles, groups: pd.DataFrame, *, n_splits: int = 4, 
     from sklearn.model_selection import StratifiedGroupKFold
 
     meta = profiles.meta
-    treat = ~meta[IS_CONTROL].to_numpy(bool)
+    treat = _probed(meta, exclude)
     names = meta[PERTURBATION].astype(str)
     n_groups = groups.groupby("gene")["group"].nunique()
     single = groups[groups["gene"].isin(n_groups[n_groups == 1].index)].drop_duplicates("gene")
@@ -130,21 +159,34 @@ def group_probe(profiles: Profiles, groups: pd.DataFrame, *, n_splits: int = 4, 
                    names[ok].to_numpy(), seed)
 
 
-def probe_block(profiles: Profiles, groups: pd.DataFrame | None = None, **kwargs) -> list[dict]:
-    """Rows ``{task, accuracy, f1, chance, n_samples, n_classes}`` for the tasks that can run."""
+def probe_block(profiles: Profiles, groups: pd.DataFrame | None = None, *, fold_column: str = PLATE,
+                exclude: set[str] | None = None, **kwargs) -> list[dict]:
+    """Rows ``{task, balanced_accuracy, accuracy, f1, chance, ...}`` for the tasks that can run."""
     rows = []
-    res = perturbation_probe(profiles, **kwargs)
+    res = perturbation_probe(profiles, fold_column=fold_column, exclude=exclude, **kwargs)
     if res is not None:
         rows.append({"task": "perturbation", **res})
     if groups is not None:
-        res = group_probe(profiles, groups, **kwargs)
+        res = group_probe(profiles, groups, exclude=exclude, **kwargs)
         if res is not None:
             rows.append({"task": "group", **res})
     return rows
 
 
-def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, *, progress: bool = False,
-                 **kwargs) -> pd.DataFrame:
+def evaluation_perturbations(relationships: dict[str, pd.DataFrame] | None = None,
+                             groups: pd.DataFrame | None = None) -> set[str]:
+    """Every perturbation the evaluation labels name: genes of the relationship tables (``load_relationships``)
+    and of a functional-group table. Pass it as ``exclude`` so the block is not chosen on them."""
+    names: set[str] = set()
+    for df in (relationships or {}).values():
+        names |= set(df["entity1"].astype(str)) | set(df["entity2"].astype(str))
+    if groups is not None:
+        names |= set(groups["gene"].astype(str))
+    return names
+
+
+def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, *, exclude: set[str] | None = None,
+                 fold_column: str = PLATE, progress: bool = False, **kwargs) -> pd.DataFrame:
     """Probe every ``block{NN}`` of a map folder; one row per (block, task)."""
     dirs = block_dirs(map_model_dir)
     rows = []
@@ -155,23 +197,28 @@ def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, 
     else:
         items = dirs.items()
     for block, d in items:
-        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, **kwargs):
+        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, fold_column=fold_column, exclude=exclude,
+                             **kwargs):
             rows.append({"block": block, **r})
-    cols = ["block", "task", "accuracy", "f1", "chance", "n_samples", "n_classes"]
-    table = pd.DataFrame(rows, columns=cols)
+    table = pd.DataFrame(rows, columns=PROBE_COLUMNS)
     if table.empty:
-        raise ValueError(f"{map_model_dir}: no probe could run (need >= 2 perturbations with >= 2 replicate wells)")
+        held_out = f" outside the {len(exclude)} evaluation perturbations" if exclude else ""
+        raise ValueError(f"{map_model_dir}: no probe could run (need >= 2 perturbations{held_out} with wells on "
+                         f">= 2 different {fold_column} values, or a probe groups table)")
     return table
 
 
-def best_block(table: pd.DataFrame, metric: str = "mean_f1") -> dict:
-    """The block maximising ``metric``: ``mean_f1``/``mean_accuracy`` (over tasks) or ``<task>_<f1|accuracy>``.
+def best_block(table: pd.DataFrame, metric: str = DEFAULT_METRIC) -> dict:
+    """The block maximising ``metric``: ``mean_<score>`` (over tasks) or ``<task>_<score>``, score one of
+    balanced_accuracy, accuracy, f1.
 
     Ties go to the earlier block (cheaper to extract). Returns ``{"block", "metric", "value", "values"}``.
     """
     agg, _, score = metric.partition("_")
-    if score not in ("f1", "accuracy") or agg not in ("mean", *TASKS):
-        raise ValueError(f"metric must be mean_f1, mean_accuracy or <{'|'.join(TASKS)}>_<f1|accuracy>, got {metric!r}")
+    if score not in SCORES or agg not in ("mean", *TASKS):
+        raise ValueError(f"--probe-metric: must be <mean|{'|'.join(TASKS)}>_<{'|'.join(SCORES)}>, got {metric!r}")
+    if score not in table.columns:
+        raise ValueError(f"probe table has no {score!r} column (written by an older cellmae?); rerun the probes")
     t = table if agg == "mean" else table[table["task"] == agg]
     if t.empty:
         raise ValueError(f"no probe rows for metric {metric!r} (tasks present: {sorted(table['task'].unique())})")
@@ -181,10 +228,35 @@ def best_block(table: pd.DataFrame, metric: str = "mean_f1") -> dict:
             "values": {str(int(b)): float(v) for b, v in per_block.items()}}
 
 
-def write_probes(table: pd.DataFrame, out_dir: str | Path, metric: str = "mean_f1") -> dict:
-    """Write ``probes.csv`` and ``best_block.json`` atomically into ``out_dir``; return the best-block record."""
+def evaluation_recall_by_block(bench_model_dir: str | Path, key: str = "recall_0.05_0.95") -> dict[str, float]:
+    """``{block number: mean recall over sources}`` from the per-block ``summary.json`` files of a bench
+    folder: the evaluation shown next to the probe curve, never an input to the choice."""
+    from cellmae.bench.summary import SUMMARY_FILE, read_summary
+
+    out = {}
+    for d in sorted(Path(bench_model_dir).glob("block*")):
+        m = _BLOCK_RE.match(d.name)
+        if not (m and (d / SUMMARY_FILE).is_file()):
+            continue
+        vals = [r.get(key) for r in (read_summary(d).get("recall") or {}).values()]
+        vals = [float(v) for v in vals if v is not None]
+        if vals:
+            out[str(int(m.group(1)))] = float(np.mean(vals))
+    return out
+
+
+def write_probes(table: pd.DataFrame, out_dir: str | Path, metric: str = DEFAULT_METRIC, *,
+                 protocol: dict | None = None, evaluation_recall: dict[str, float] | None = None) -> dict:
+    """Write ``probes.csv`` and ``best_block.json`` atomically into ``out_dir``; return the best-block record.
+
+    ``protocol`` (what the probes held out, the fold column) and ``evaluation_recall`` (per-block recall,
+    recorded for comparison only) are stored in ``best_block.json`` next to the choice."""
     out_dir = Path(out_dir)
     best = best_block(table, metric)
+    if protocol is not None:
+        best["protocol"] = protocol
+    if evaluation_recall:
+        best["evaluation_recall"] = {str(k): float(v) for k, v in evaluation_recall.items()}
     with atomic_path(out_dir / PROBES_FILE) as tmp:
         table.to_csv(tmp, index=False)
     write_text_atomic(out_dir / BEST_BLOCK_FILE, json.dumps(best, indent=2) + "\n")

@@ -50,7 +50,7 @@ class DemoSettings:
     # CLS token was rounded to a few values; in fp32 mean and CLS scored alike, 0.17-0.26 vs 0.23-0.26.)
     pool: str = "mean"
     batch_size: int = 64  # embedding batch
-    align: str = "tvn"
+    align: str = "tvn-batch-centered"
     relationships: tuple[Path, ...] = ()  # extra relationship CSVs / folders (entity1,entity2)
     baselines: tuple[str, ...] = ("random-init", "handcrafted")
     wsl: bool = False  # also train and compare a weakly supervised classifier

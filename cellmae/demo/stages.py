@@ -117,7 +117,13 @@ def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes
     """Every benchmark of every block of ``model``; block probes when there are several blocks."""
     from cellmae.bench.benchmark import BenchOptions, run_bench
     from cellmae.bench.inputs import read_groups
-    from cellmae.bench.probes import probe_blocks, write_probes
+    from cellmae.bench.probes import (
+        evaluation_perturbations,
+        evaluation_recall_by_block,
+        probe_blocks,
+        write_probes,
+    )
+    from cellmae.bench.relationships import load_relationships
 
     truth = screen / "truth"
     rels = relationship_sources(s, screen, root)
@@ -134,8 +140,21 @@ def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes
         if advance:
             advance()
     if probes and len(map_dirs) > 1:
-        table = probe_blocks(root / "map" / model, read_groups(groups) if groups else None, seed=s.seed)
-        out["best_block"] = write_probes(table, root / "bench" / model)["block"]
+        # The block is chosen on held-out perturbations: every gene the recall or the functional groups
+        # score is left out of the probes (on the simulated screen the compounds remain), and the
+        # functional groups are not a probe task because the recall's pairs come from them.
+        exclude = evaluation_perturbations(load_relationships(rels) if rels else None,
+                                           read_groups(groups) if groups else None)
+        try:
+            table = probe_blocks(root / "map" / model, exclude=exclude, seed=s.seed)
+        except ValueError as e:  # no held-out perturbation to probe on: no choice rather than a leaky one
+            out["probes_skipped"] = str(e)
+            for name in ("probes.csv", "best_block.json"):
+                (root / "bench" / model / name).unlink(missing_ok=True)
+            return out
+        protocol = {"held_out_perturbations": len(exclude), "fold_column": "Metadata_Plate", "group_probe": None}
+        out["best_block"] = write_probes(table, root / "bench" / model, protocol=protocol,
+                                         evaluation_recall=evaluation_recall_by_block(root / "bench" / model))["block"]
     else:  # a single block needs no choice; an old choice would point at blocks no longer here
         for name in ("probes.csv", "best_block.json"):
             (root / "bench" / model / name).unlink(missing_ok=True)

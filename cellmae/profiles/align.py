@@ -8,7 +8,11 @@ The definitions follow recursionpharma/EFAAR_benchmarking (``efaar.py``):
   standardise on that batch's control wells (``embed_by_pca`` + ``centerscale_on_controls``).
 - ``tvn``: standardise on all control wells, PCA fitted on the controls (all components),
   standardise on the controls again, then per batch multiply by
-  ``(Cov(controls of the batch) + 0.5 I)^(-1/2)`` (``tvn_on_controls``).
+  ``(Cov(controls of the batch) + 0.5 I)^(-1/2)`` (``tvn_on_controls``), nothing else.
+- ``tvn-batch-centered`` (the default of ``cellmae map``): ``center_scale`` per batch on all its
+  wells, then ``tvn``. The reference TVN equalises per-batch covariances but leaves per-batch mean
+  shifts; the EFAAR pipelines remove them first (``centerscale_by_batch`` /
+  ``embed_by_pca(batch_col=...)``), and so does this variant.
 
 Every step before the per-batch whitening is affine and fitted on the controls only, so TVN is
 computed as one composed affine map per batch (a single float32 matmul over the wells) instead of
@@ -25,7 +29,8 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-ALIGN_METHODS: tuple[str, ...] = ("tvn", "pca_center_scale", "center_scale", "none")
+ALIGN_METHODS: tuple[str, ...] = ("tvn-batch-centered", "tvn", "pca_center_scale", "center_scale", "none")
+DEFAULT_ALIGN = "tvn-batch-centered"
 TVN_RIDGE = 0.5  # the reference's regulariser: Cov + 0.5 I
 _RANK_TOL = 1e-10  # PCA components with variance below this share of the largest are null directions
 
@@ -199,17 +204,14 @@ def align(
     features: np.ndarray,
     batches: Sequence | np.ndarray,
     is_control: Sequence[bool] | np.ndarray,
-    method: str = "tvn",
+    method: str = DEFAULT_ALIGN,
     *,
-    batch_center_first: bool = True,
     n_components: int | float | None = None,
 ) -> np.ndarray:
     """Align wells with ``method`` (one of :data:`ALIGN_METHODS`); float32 out.
 
-    For ``tvn``, ``batch_center_first`` first center-scales each batch on all its wells, as the
-    EFAAR pipelines do before TVN (``centerscale_by_batch`` / ``embed_by_pca(batch_col=...)``):
-    the reference TVN equalises per-batch covariances but leaves per-batch mean shifts, which
-    this step removes. ``n_components`` applies to ``pca_center_scale``.
+    ``tvn`` is EFAAR's ``tvn_on_controls`` alone; ``tvn-batch-centered`` center-scales each batch
+    on all its wells first. ``n_components`` applies to ``pca_center_scale``.
     """
     if method not in ALIGN_METHODS:
         raise ValueError(f"unknown alignment {method!r}; choose one of {list(ALIGN_METHODS)}")
@@ -219,5 +221,5 @@ def align(
         return center_scale(features, batches)
     if method == "pca_center_scale":
         return pca_center_scale(features, batches, is_control, n_components=n_components)
-    x = center_scale(features, batches) if batch_center_first else features
+    x = center_scale(features, batches) if method == "tvn-batch-centered" else features
     return tvn(x, batches, is_control)

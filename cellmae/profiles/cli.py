@@ -17,17 +17,13 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: aligned.parquet, aggregated.parquet, map.json."),
         align: str = typer.Option(
-            "tvn", "--align", help="tvn | pca_center_scale | center_scale | none (batch alignment, fitted on controls where it says so)."
+            "tvn-batch-centered", "--align",
+            help="Batch alignment (default tvn-batch-centered): tvn-batch-centered (center-scale each batch, then TVN on "
+            "controls) | tvn (EFAAR's tvn_on_controls exactly, no batch centering) | pca_center_scale | center_scale | none.",
         ),
         agg: str = typer.Option("mean", "--agg", help="mean | median over a perturbation's wells (x concentration for compounds)."),
         batch_col: str = typer.Option(
             "Metadata_Experiment", "--batch-col", help="Batch column for alignment, e.g. Metadata_Experiment or Metadata_Plate."
-        ),
-        batch_center: bool = typer.Option(
-            True,
-            "--batch-center/--no-batch-center",
-            help="tvn only: center-scale each batch on all its wells before TVN (as EFAAR pipelines do). "
-            "--no-batch-center runs the bare reference TVN.",
         ),
         pca_components: float = typer.Option(
             0, "--pca-components", help="pca_center_scale only: components to keep (int), a variance share in (0,1), or 0 for all."
@@ -37,6 +33,10 @@ def register(app: typer.Typer) -> None:
         ),
         drop: str = typer.Option("", "--drop", help="Comma-separated perturbation names to leave out of the map."),
         min_replicates: int = typer.Option(1, "--min-replicates", help="Drop perturbations with fewer wells than this."),
+        arm_correction: Path = typer.Option(
+            None, "--arm-correction", help="Proximity-bias correction: a gene -> chromosome arm table (CSV/TSV with "
+            "gene/symbol and chromosome_arm or location columns, e.g. HGNC's complete set); gene profiles are centred "
+            "per arm after aggregation. Default: off."),
     ) -> None:
         """Filter, align (TVN / PCA + center-scale / center-scale per batch) and aggregate well embeddings.
 
@@ -60,11 +60,11 @@ def register(app: typer.Typer) -> None:
             align=align,
             agg=agg,
             batch_col=batch_col,
-            batch_center_first=batch_center,
             pca_components=comps,
             keep_types=tuple(t.strip() for t in types.split(",") if t.strip()) or None,
             drop_perturbations=tuple(t.strip() for t in drop.split(",") if t.strip()) or None,
             min_replicates=min_replicates,
+            arm_correction=str(arm_correction) if arm_correction else None,
         )
         try:
             opts.check()

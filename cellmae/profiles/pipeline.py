@@ -10,9 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellmae.data.schema import EXPERIMENT, IS_CONTROL, SchemaError, feature_column, feature_columns
+from cellmae.data.schema import (
+    EXPERIMENT,
+    IS_CONTROL,
+    PERTURBATION,
+    PERTURBATION_TYPE,
+    SchemaError,
+    feature_column,
+    feature_columns,
+)
 from cellmae.profiles.aggregate import AGG_METHODS, aggregate
-from cellmae.profiles.align import ALIGN_METHODS, align
+from cellmae.profiles.align import ALIGN_METHODS, DEFAULT_ALIGN, align
 from cellmae.profiles.filtering import filter_wells
 from cellmae.profiles.io import (
     AGGREGATED_FILE,
@@ -31,15 +39,15 @@ from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, sha256_file
 class MapOptions:
     """Everything that decides a map (saved to ``map.json`` next to the tables)."""
 
-    align: str = "tvn"
+    align: str = DEFAULT_ALIGN
     agg: str = "mean"
     batch_col: str = EXPERIMENT
-    batch_center_first: bool = True
     pca_components: int | float | None = None
     keep_types: tuple[str, ...] | None = None
     drop_perturbations: tuple[str, ...] | None = None
     min_replicates: int = 1
     drop_nonfinite: bool = True
+    arm_correction: str | None = None  # gene -> chromosome arm table: centre gene profiles per arm
 
     def check(self) -> None:
         if self.align not in ALIGN_METHODS:
@@ -48,6 +56,9 @@ class MapOptions:
             raise ValueError(f"--agg {self.agg!r}: choose one of {list(AGG_METHODS)}")
         if self.min_replicates < 1:
             raise ValueError(f"--min-replicates must be >= 1, got {self.min_replicates}")
+        if self.arm_correction and not Path(self.arm_correction).is_file():
+            raise ValueError(f"--arm-correction {self.arm_correction}: no such file; give a gene -> chromosome arm "
+                             "table (CSV/TSV)")
 
 
 def check_not_constant(wells: pd.DataFrame, source: str | Path = "the embeddings") -> None:
@@ -88,13 +99,22 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "t
         meta[opts.batch_col].astype(str).to_numpy(),
         meta[IS_CONTROL].to_numpy(dtype=bool),
         opts.align,
-        batch_center_first=opts.batch_center_first,
         n_components=opts.pca_components,
     )
     timings["align_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     groups, profiles = aggregate(aligned, meta, opts.agg)
     timings["aggregate_s"] = time.perf_counter() - t0
+    arm_report = None
+    if opts.arm_correction:
+        from cellmae.profiles.proximity import arm_center, read_arm_table
+
+        # Only gene knockouts carry the cut-site effect: compound and control profiles stay as they are.
+        ptype = groups[PERTURBATION_TYPE].astype(str).str.upper().to_numpy()
+        genes = np.flatnonzero((ptype != "COMPOUND") & ~groups[IS_CONTROL].to_numpy(bool))
+        profiles = profiles.copy()
+        profiles[genes], arm_report = arm_center(profiles[genes], groups[PERTURBATION].to_numpy()[genes],
+                                                 read_arm_table(opts.arm_correction))
     names = [feature_column(i) for i in range(aligned.shape[1])]
     aligned_table = pd.concat([meta.reset_index(drop=True), pd.DataFrame(aligned, columns=names)], axis=1)
     aggregated_table = pd.concat([groups, pd.DataFrame(profiles, columns=names)], axis=1)
@@ -107,6 +127,7 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "t
         "input_dim": len(feats),
         "output_dim": aligned.shape[1],
         "profiles": len(aggregated_table),
+        "arm_correction": arm_report,
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
     return aligned_table, aggregated_table, summary

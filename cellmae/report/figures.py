@@ -108,12 +108,15 @@ def probe_curves(curves: Mapping[str, tuple[pd.DataFrame, str, int | None]],
         color = _color(model, colors, color)
         d = df.sort_values("block")
         ax.plot(d["block"], d[metric], "o-", color=color, label=f"{model} ({metric})")
+        if "recall (evaluation)" in d.columns and d["recall (evaluation)"].notna().any():
+            ax.plot(d["block"], d["recall (evaluation)"], "s--", color=color, alpha=0.7,
+                    label=f"{model} recall (evaluation, not used for the choice)")
         if chosen is not None and (d["block"] == chosen).any():
             y = float(d.loc[d["block"] == chosen, metric].iloc[0])
             ax.plot([chosen], [y], marker="*", ms=18, color=color, markeredgecolor="k", zorder=5)
             ax.annotate(f"chosen: block {chosen}", (chosen, y), textcoords="offset points", xytext=(6, 8), fontsize=8)
     ax.set_xlabel("transformer block")
-    ax.set_ylabel("probe metric")
+    ax.set_ylabel("probe metric / recall")
     ax.set_title("Per-block probe")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

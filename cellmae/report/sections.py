@@ -156,8 +156,9 @@ def recall_section(run: RunContents) -> Section:
 
 
 def probe_section(run: RunContents) -> Section:
-    sec = Section("Block probes", intro="Benchmark metric of the features of each transformer block; the star marks "
-                  "the block chosen for the map (best_block.json).")
+    sec = Section("Block probes", intro="Probe metric of the features of each transformer block, on proxy tasks "
+                  "held out from the evaluation (solid); the star marks the block chosen for the map (best_block.json). "
+                  "Dashed: the evaluation's recall per block, shown for comparison and never used for the choice.")
     curves = {}
     for m in run.methods:
         c = views.probe_curve(m)

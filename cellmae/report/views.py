@@ -77,6 +77,9 @@ def consistency_values(method: MethodResult) -> tuple[np.ndarray, np.ndarray | N
     return vals.to_numpy(float), None, str(col)
 
 
+EVALUATION_RECALL = "recall (evaluation)"
+
+
 def probe_curve(method: MethodResult) -> tuple[pd.DataFrame, str, int | None] | None:
     """(table of block number and metric, metric name, chosen block number).
 
@@ -92,6 +95,10 @@ def probe_curve(method: MethodResult) -> tuple[pd.DataFrame, str, int | None] | 
         items = [(pd.to_numeric(k, errors="coerce"), v) for k, v in best["values"].items()]
         table = pd.DataFrame(items, columns=["block", metric]).dropna().sort_values("block")
         table["block"] = table["block"].astype(int)
+        recall = best.get("evaluation_recall")
+        if isinstance(recall, dict) and recall:  # shown next to the probe, never used for the choice
+            by_block = {int(k): float(v) for k, v in recall.items() if str(k).isdigit()}
+            table[EVALUATION_RECALL] = table["block"].map(by_block)
         return table.reset_index(drop=True), metric, chosen_n
     df = method.probes
     if df is None or df.empty:
@@ -117,7 +124,7 @@ def probe_table(method: MethodResult) -> pd.DataFrame | None:
     if df is None or df.empty or "block" not in df.columns:
         return None
     if "task" in df.columns:
-        scores = [c for c in ("f1", "accuracy", "chance") if c in df.columns]
+        scores = [c for c in ("balanced_accuracy", "f1", "accuracy", "chance") if c in df.columns]
         if scores:
             wide = df.pivot_table(index="block", columns="task", values=scores, sort=True)
             wide.columns = [f"{task} {score}" for score, task in wide.columns]

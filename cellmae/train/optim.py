@@ -1,9 +1,12 @@
 """Optimizers (AdamW, Lion) with weight decay only where it belongs.
 
-As in timm's ``param_groups_weight_decay``, 1-D params (norms) and biases get no decay; on top of it we
-exclude embeddings by name (position/channel embeddings, class and mask tokens, ``nn.Embedding``
-weights), as the MAE and ViTally Consistent recipes do, because decaying them shrinks a learned
-lookup table towards zero rather than regularising a transform.
+Weight decay is decided by parameter identity, not by name: a parameter is decayed exactly when it
+is the weight matrix (or kernel) of a linear or convolutional layer. Everything else (norm scales,
+biases, LayerScale gammas, class/mask/register tokens, channel or modality tokens held in a
+ParameterList, learned position or channel embeddings, ``nn.Embedding`` tables) is never decayed:
+decaying a token or lookup table shrinks learned values towards zero rather than regularising a
+transform, and a name-based rule misses tokens whose names are list indices (``modality_tokens.0``).
+A module's timm-style ``no_weight_decay()`` names are excluded on top of the rule.
 """
 
 from __future__ import annotations
@@ -15,26 +18,35 @@ from torch import nn
 
 from cellmae.train.config import OptimConfig
 
-# Leaf parameter names (or suffixes) that are embeddings/tokens, never decayed.
-_EMBEDDING_LEAVES = ("pos_embed", "cls_token", "mask_token", "reg_token", "dist_token")
+# Layers whose ``weight`` is a transform (matrix or kernel) and is therefore decayed.
+_TRANSFORM_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+# nn.MultiheadAttention keeps its input projections as raw parameters, not as Linear layers.
+_MHA_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
-    """Full parameter names to exclude from weight decay beyond 1-D params and biases."""
-    names: set[str] = set()
-    # timm convention: model.no_weight_decay() returns names relative to that module.
-    for prefix, module in model.named_modules():
+def decayed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that receive weight decay: weights of linear/conv layers (and attention
+    projections), minus those a module's ``no_weight_decay()`` names. Each parameter appears once."""
+    excluded: set[int] = set()
+    for module in model.modules():
         fn = getattr(module, "no_weight_decay", None)
         if callable(fn):
-            for n in fn():
-                names.add(f"{prefix}.{n}" if prefix else n)
-        if isinstance(module, nn.Embedding):
-            names.add(f"{prefix}.weight" if prefix else "weight")
-    for name, _ in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf.endswith(_EMBEDDING_LEAVES) or "embed" in leaf or leaf.endswith("_token"):
-            names.add(name)
-    return names
+            for name in fn():
+                try:
+                    excluded.add(id(module.get_parameter(name)))
+                except AttributeError:  # timm lists names (e.g. 'pos_embed') that may be buffers here
+                    continue
+    chosen: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        candidates = []
+        if isinstance(module, _TRANSFORM_LAYERS):
+            candidates.append(module.weight)
+        if isinstance(module, nn.MultiheadAttention):
+            candidates.extend(getattr(module, n) for n in _MHA_WEIGHTS)
+        for p in candidates:
+            if isinstance(p, nn.Parameter) and p.requires_grad and id(p) not in excluded:
+                chosen.setdefault(id(p), p)
+    return list(chosen.values())
 
 
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.", "module.")
@@ -48,13 +60,10 @@ def clean_param_name(name: str) -> str:
 
 
 def no_decay_parameter_names(model: nn.Module) -> set[str]:
-    """Names (wrapper prefixes removed) of parameters that get no weight decay: 1-D params (norms),
-    biases and embeddings. Compute this on the unwrapped model: under FSDP every shard is 1-D."""
-    skip = {clean_param_name(n) for n in no_weight_decay_names(model)}
-    for name, p in model.named_parameters():
-        if p.ndim <= 1 or name.endswith(".bias"):
-            skip.add(clean_param_name(name))
-    return skip
+    """Names (wrapper prefixes removed) of the parameters that get no weight decay. Compute this on the
+    unwrapped model: FSDP later flattens parameters, so the optimizer groups are matched by these names."""
+    decayed = {id(p) for p in decayed_parameters(model)}
+    return {clean_param_name(n) for n, p in model.named_parameters() if id(p) not in decayed}
 
 
 def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], no_decay: set[str],
@@ -72,9 +81,9 @@ def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], no_decay:
 
 
 def decayed_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the parameters that receive weight decay (for logs and tests)."""
-    skip = no_decay_parameter_names(model)
-    return [n for n, p in model.named_parameters() if p.requires_grad and clean_param_name(n) not in skip]
+    """Names of the parameters that receive weight decay, in ``named_parameters`` order (logs, tests)."""
+    decayed = {id(p) for p in decayed_parameters(model)}
+    return [n for n, p in model.named_parameters() if id(p) in decayed]
 
 
 def create_optimizer(model_or_groups: nn.Module | list[dict], cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:

@@ -48,6 +48,8 @@ def test_bench_end_to_end(tmp_path, synth, screen_wells, truth_dir, relationship
     assert s["recall"]["relationships"]["n_pairs"] == 24
     assert s["recall"]["Reactome"]["n_pairs"] == 0 and s["recall"]["Reactome"]["recall_0.05_0.95"] is None
     assert 0.5 < s["consistency"]["fraction_p_le_0.05"] <= 1
+    rt = s["consistency"]["replicate_test"]
+    assert rt["null"] == "random-pairs" and rt["mean_difference"] > 0 and rt["ks_p_value"] < 0.01
     assert s["map"]["activity"]["fraction_significant"] > 0.5 and s["map"]["consistency"]["n"] == 6
     cg = s["compound_gene"]
     assert cg["n_compounds"] == 4 and cg["mean_auc"] > cg["random_mean_auc"]
@@ -61,9 +63,10 @@ def test_bench_accepts_a_simulator_truth_folder(tmp_path, synth, screen_wells, t
     map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
     out = tmp_path / "bench"
     res = CliRunner().invoke(app, ["bench", str(map_dir), "--out", str(out), "-r", str(truth_dir),
-                                   "--map-null-size", "200", "--null-size", "200"])
+                                   "--map-null-size", "200", "--null-size", "200", "--replicate-null", "negative-controls"])
     assert res.exit_code == 0, res.output
     s = read_summary(out)
+    assert s["consistency"]["replicate_test"]["null"] == "negative-controls"
     assert list(s["recall"]) == ["relationships"]  # genes.csv / compounds.csv are not relationship tables
     assert s["compound_gene"]["n_compounds"] == 4 and s["map"]["consistency"]["n"] == 6
     assert s["inputs"]["truth_compounds"].endswith("compounds.csv")
@@ -90,7 +93,10 @@ def test_bench_folder_of_blocks_runs_probes_and_resumes(tmp_path, synth, truth_d
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "block03" / "summary.json").is_file() and (out / "block05" / "summary.json").is_file()
-    assert json.loads((out / "best_block.json").read_text())["block"] == 5
+    best = json.loads((out / "best_block.json").read_text())
+    assert best["block"] == 5 and best["metric"] == "mean_balanced_accuracy"
+    # the 24 genes of --groups are evaluation labels: the probes ran on the compounds only
+    assert best["protocol"]["held_out_perturbations"] == 24 and best["protocol"]["fold_column"] == "Metadata_Plate"
     assert set(pd.read_csv(out / "probes.csv")["block"]) == {3, 5}
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "already benchmarked" in again.output

@@ -75,3 +75,79 @@ def test_max_replicates_caps_the_tested_set(aligned_wells, synth):
     # the reported score is always over all replicates; only the test uses the subset
     assert np.allclose(capped["mean_cosine"], full["mean_cosine"])
     assert (capped.loc[synth.ACTIVE_GENES, "p_value"] <= 0.05).all()
+
+
+# ------------------------------------------------- KS / Cramér–von Mises of cross-batch replicate similarities
+
+def _reference_pairs(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Cosine of every pair of the given wells with the same perturbation (x concentration) in different
+    experiments, by explicit loops (the definition)."""
+    from cellmae.bench.inputs import perturbation_keys
+
+    x = frame[[c for c in frame.columns if c.startswith("feature_")]].to_numpy(np.float64)
+    keys = perturbation_keys(frame).to_numpy()
+    exp = frame["Metadata_Experiment"].to_numpy()
+    out = []
+    for a_pos, a in enumerate(rows):
+        for b in rows[a_pos + 1:]:
+            if keys[a] == keys[b] and exp[a] != exp[b]:
+                out.append(x[a] @ x[b] / (np.linalg.norm(x[a]) * np.linalg.norm(x[b])))
+    return np.sort(np.asarray(out))
+
+
+def test_replicate_test_matches_scipy_on_the_definition(aligned_wells):
+    from scipy.stats import cramervonmises_2samp, ks_2samp
+
+    from cellmae.bench.consistency import replicate_similarity_test
+
+    frame = aligned_wells.reset_index(drop=True)
+    ctrl = frame["Metadata_IsControl"].to_numpy(bool)
+    query = _reference_pairs(frame, np.flatnonzero(~ctrl))
+    null = _reference_pairs(frame, np.flatnonzero(ctrl))  # 8 controls per experiment: 64 cross pairs
+    assert len(null) == 64
+    got = replicate_similarity_test(profiles_from_frame(frame), batch_column="Metadata_Experiment",
+                                    null="negative-controls", n_null=1000)
+    assert got["query_size"] == len(query) and got["null_size"] == len(null)
+    ks, cvm = ks_2samp(query, null), cramervonmises_2samp(query, null)
+    assert got["ks_statistic"] == pytest.approx(ks.statistic) and got["ks_p_value"] == pytest.approx(ks.pvalue)
+    assert got["cvm_statistic"] == pytest.approx(cvm.statistic) and got["cvm_p_value"] == pytest.approx(cvm.pvalue)
+    assert got["mean_difference"] == pytest.approx(query.mean() - null.mean())
+
+
+def test_replicate_test_random_pair_null(aligned_wells):
+    from cellmae.bench.consistency import _random_cross_batch_pairs, replicate_similarity_test
+
+    prof = profiles_from_frame(aligned_wells)
+    got = replicate_similarity_test(prof, batch_column="Metadata_Experiment", n_null=3000, seed=0)
+    assert got["null_size"] == 3000 and got["mean_difference"] > 0.3 and got["ks_p_value"] < 1e-6
+    assert got == replicate_similarity_test(prof, batch_column="Metadata_Experiment", n_null=3000, seed=0)
+    groups = np.repeat(np.arange(10), 4)
+    batches = np.tile(np.array(["a", "b"]), 20)
+    i, j = _random_cross_batch_pairs(groups, batches, np.arange(40), 500, np.random.default_rng(0))
+    assert len(i) == 500 and (groups[i] != groups[j]).all() and (batches[i] != batches[j]).all()
+
+
+def test_replicate_test_without_signal_is_not_significant():
+    from cellmae.bench.consistency import replicate_similarity_test
+
+    rng = np.random.default_rng(4)
+    n_pert, reps = 80, 4
+    meta = pd.DataFrame({
+        "Metadata_Perturbation": np.repeat([f"P{i}" for i in range(n_pert)], reps),
+        "Metadata_PerturbationType": "CRISPR", "Metadata_IsControl": False,
+        "Metadata_Experiment": np.tile(["e1", "e2"], n_pert * reps // 2),
+    })
+    feats = pd.DataFrame(rng.normal(size=(n_pert * reps, 8)), columns=[f"feature_{i:04d}" for i in range(8)])
+    got = replicate_similarity_test(profiles_from_frame(pd.concat([meta, feats], axis=1)),
+                                    batch_column="Metadata_Experiment", n_null=4000, seed=2)
+    assert got["ks_p_value"] > 0.01 and got["cvm_p_value"] > 0.01 and abs(got["mean_difference"]) < 0.05
+
+
+def test_replicate_test_errors(aligned_wells):
+    from cellmae.bench.consistency import replicate_similarity_test
+
+    prof = profiles_from_frame(aligned_wells.assign(Metadata_Experiment="one"))
+    with pytest.raises(ValueError, match="at least two batches"):
+        replicate_similarity_test(prof, batch_column="Metadata_Experiment")
+    with pytest.raises(ValueError, match="replicate null"):
+        replicate_similarity_test(prof, batch_column="Metadata_Experiment", null="bogus")

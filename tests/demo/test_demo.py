@@ -41,6 +41,10 @@ def test_demo_writes_every_stage_and_method(demo_run) -> None:
     for m in ("camae", "random-init"):
         best = json.loads((root / "bench" / m / "best_block.json").read_text())
         assert best["block"] in (1, 2)
+        # chosen on held-out perturbations (every gene of the truth is an evaluation label), never on the
+        # recall; the per-block recall is recorded next to the choice for the report
+        assert best["protocol"]["held_out_perturbations"] == 12 and best["protocol"]["group_probe"] is None
+        assert set(best["evaluation_recall"]) == {"1", "2"}
         # the demo's default pooling (DemoSettings.pool) reaches the embed stage for both ViTs
         for base in (root, root / "transfer"):
             assert json.loads((base / "embed" / m / "embed_config.json").read_text())["pool"] == DemoSettings.pool

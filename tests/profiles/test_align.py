@@ -9,7 +9,14 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL
-from cellmae.profiles.align import align, center_scale, center_scale_on_controls, pca_center_scale, tvn
+from cellmae.profiles.align import (
+    DEFAULT_ALIGN,
+    align,
+    center_scale,
+    center_scale_on_controls,
+    pca_center_scale,
+    tvn,
+)
 
 from .screen import synthetic_wells
 
@@ -24,6 +31,15 @@ def reference_tvn(x: np.ndarray, batches: np.ndarray, ctrl: np.ndarray) -> np.nd
         cov = np.cov(e[bi & ctrl], rowvar=False, ddof=1) + 0.5 * np.eye(e.shape[1])
         e[bi] = e[bi] @ linalg.fractional_matrix_power(cov, -0.5)
     return e
+
+
+def reference_centerscale_by_batch(x: np.ndarray, batches: np.ndarray) -> np.ndarray:
+    """EFAAR_benchmarking's centerscale_by_batch, transcribed: StandardScaler per batch on all wells."""
+    out = x.astype(np.float64).copy()
+    for b in np.unique(batches):
+        bi = batches == b
+        out[bi] = StandardScaler().fit_transform(out[bi])
+    return out
 
 
 def batch_accuracy(x: np.ndarray, batches: np.ndarray) -> float:
@@ -61,7 +77,28 @@ def test_tvn_whitens_controls_per_batch(wells) -> None:
     assert spread_after < 0.5 * spread_before
 
 
-@pytest.mark.parametrize("method", ["tvn", "pca_center_scale", "center_scale"])
+def test_align_by_name_tvn_is_the_bare_reference(wells) -> None:
+    x, b, c = wells
+    want = reference_tvn(x, b, c)
+    np.testing.assert_allclose(align(x, b, c, "tvn"), want, atol=2e-5 * np.abs(want).max())
+
+
+def test_align_tvn_batch_centered_is_centerscale_then_reference_tvn(wells) -> None:
+    x, b, c = wells
+    want = reference_tvn(reference_centerscale_by_batch(x, b), b, c)
+    got = align(x, b, c, "tvn-batch-centered")
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max())
+    assert DEFAULT_ALIGN == "tvn-batch-centered"
+    np.testing.assert_array_equal(align(x, b, c), got)  # the default
+
+
+def test_bare_tvn_leaves_the_batch_mean_shift(wells) -> None:
+    x, b, c = wells
+    assert batch_accuracy(align(x, b, c, "tvn"), b) > 0.9
+    assert batch_accuracy(align(x, b, c, "tvn-batch-centered"), b) < 0.6
+
+
+@pytest.mark.parametrize("method", ["tvn-batch-centered", "pca_center_scale", "center_scale"])
 def test_alignment_removes_planted_batch_effect(wells, method: str) -> None:
     x, b, c = wells
     assert batch_accuracy(x, b) > 0.95

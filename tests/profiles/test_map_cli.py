@@ -24,7 +24,7 @@ def write_embedding_dataset(table: pd.DataFrame, root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("align", ["tvn", "center_scale"])
+@pytest.mark.parametrize("align", ["tvn-batch-centered", "tvn", "center_scale"])
 def test_map_cli_end_to_end(tmp_path: Path, align: str) -> None:
     table = synthetic_table(n_batches=2, n_genes=6, reps=3, n_controls=16, dim=6)
     embed = write_embedding_dataset(table, tmp_path / "embed" / "block06")
@@ -73,3 +73,15 @@ def test_filter_wells() -> None:
     assert out[EXPERIMENT].nunique() == 1 and report.n_out == len(out)
     with pytest.raises(ValueError, match="row 1"):
         filter_wells(table, drop_nonfinite=False)
+
+
+def test_map_default_alignment_is_stated() -> None:
+    import typer.main
+
+    from cellmae.profiles.align import DEFAULT_ALIGN
+    from cellmae.profiles.pipeline import MapOptions
+
+    command = typer.main.get_command(app).commands["map"]
+    option = next(p for p in command.params if p.name == "align")
+    assert option.default == DEFAULT_ALIGN == MapOptions().align == "tvn-batch-centered"
+    assert f"default {DEFAULT_ALIGN}" in option.help

@@ -95,6 +95,8 @@ def test_chosen_block_follows_best_block_json(fake_run: Path) -> None:
     table, metric, chosen = probe_curve(cam)
     assert metric == "mean_f1" and chosen == 3
     assert table.loc[table[metric].idxmax(), "block"] == 3
+    # the evaluation's per-block recall sits next to the probe curve (here it peaks at another block)
+    assert table.loc[table["recall (evaluation)"].idxmax(), "block"] == 2
     # handcrafted has one folder and no probes: that folder is shown.
     assert run.method("handcrafted").block == "block00"
     assert run.transfer is not None and [m.model for m in run.transfer.methods] == ["camae", "random-init"]
