@@ -53,6 +53,8 @@ BENCH_BATCH_FILE = "batch.csv"
 BENCH_SUMMARY_FILE = "summary.json"
 BENCH_PROBES_FILE = "probes.csv"
 BEST_BLOCK_FILE = "best_block.json"
+CURATION_KEPT_FILE = "kept_wells.csv"
+CURATION_REPORT_FILE = "curation_report.json"
 
 REPORT_FILE = "report.html"
 

@@ -10,8 +10,9 @@ from cellmae.data.schema import EXPERIMENT
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``bench`` to ``app``."""
+    """Add ``bench`` and ``curate`` to ``app``."""
     app.command("bench")(bench)
+    app.command("curate")(curate)
 
 
 def bench(
@@ -122,3 +123,18 @@ def bench(
                         evaluation_recall=evaluation_recall_by_block(out))
     console.print(table.to_string(index=False))
     console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")
+
+
+def curate(
+    embeddings: Path = typer.Argument(..., help="Well-level embeddings (Parquet file or folder)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for kept_wells.csv, consistency.csv, report."),
+    alpha: float = typer.Option(0.05, help="Significance level (Benjamini-Hochberg FDR over perturbations)."),
+    control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),
+    n_null: int = typer.Option(1000, help="Random well sets in the null distribution."),
+    seed: int = typer.Option(0, help="Seed for the null and the control subsample."),
+) -> None:
+    """Keep wells of perturbations with a significant phenotype (replicate consistency) plus capped controls."""
+    from cellmae.bench.curation import curate_wells
+
+    result = curate_wells(embeddings, out, alpha=alpha, control_share=control_share, n_null=n_null, seed=seed)
+    typer.echo(result.summary_text())

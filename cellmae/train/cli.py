@@ -84,18 +84,3 @@ def register(app: typer.Typer) -> None:
                                   bench_dir=bench, resume=resume)
         typer.echo(table.to_string(index=False))
         typer.echo(f"wrote {out / 'scaling.csv'} and {out / 'scaling.png'}")
-
-    @app.command("curate")
-    def curate(
-        embeddings: Path = typer.Argument(..., help="Well-level embeddings (Parquet file or folder)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for kept_wells.csv, consistency.csv, report."),
-        alpha: float = typer.Option(0.05, help="Significance level (Benjamini-Hochberg FDR over perturbations)."),
-        control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),
-        n_null: int = typer.Option(1000, help="Random well sets in the null distribution."),
-        seed: int = typer.Option(0, help="Seed for the null and the control subsample."),
-    ) -> None:
-        """Keep wells of perturbations with a significant phenotype (replicate consistency) plus capped controls."""
-        from cellmae.train.curation import curate_wells
-
-        result = curate_wells(embeddings, out, alpha=alpha, control_share=control_share, n_null=n_null, seed=seed)
-        typer.echo(result.summary_text())

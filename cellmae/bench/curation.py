@@ -1,29 +1,31 @@
-"""Training-set curation as in ViTally Consistent (Kenyon-Dean et al. 2025).
+"""Training-set curation as in ViTally Consistent (Kenyon-Dean et al. 2025): a benchmark-level step.
 
 A previous model's well embeddings score every perturbation's replicate consistency (mean pairwise
 cosine of its replicate wells vs. random well sets, ``cellmae.bench.consistency``). Wells of
 perturbations with a significant phenotype (Benjamini-Hochberg FDR <= alpha) are kept, plus
 control wells capped at a share of the kept set; everything else (perturbations that look like
-controls) is dropped. The kept list feeds ``data.keep_wells`` when shards are built from a screen.
+controls) is dropped. The kept list feeds ``data.keep_wells`` when shards are built from a screen
+(read by :func:`cellmae.data.readers.subset.read_well_list`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cellmae.bench.consistency import replicate_consistency
+from cellmae.bench.inputs import perturbation_keys, profiles_from_frame
 from cellmae.data import schema
-from cellmae.data.readers.base import Screen
+from cellmae.embed.aggregate import wells_from_sites
+from cellmae.embed.io import read_embeddings
+from cellmae.layout import BENCH_CONSISTENCY_FILE as CONSISTENCY_FILE
+from cellmae.layout import CURATION_KEPT_FILE as KEPT_FILE
+from cellmae.layout import CURATION_REPORT_FILE as REPORT_FILE
 from cellmae.utils.atomic import atomic_path, write_text_atomic
-
-KEPT_FILE = "kept_wells.csv"
-CONSISTENCY_FILE = "consistency.csv"
-REPORT_FILE = "curation_report.json"
 
 
 @dataclass
@@ -46,23 +48,16 @@ def read_well_embeddings(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: embeddings not found")
-    if path.is_dir():
-        from cellmae.embed.io import read_embeddings
-
-        df = read_embeddings(path)
-    else:
-        df = pd.read_parquet(path)
+    df = read_embeddings(path) if path.is_dir() else pd.read_parquet(path)
     missing = [c for c in (*schema.WELL_KEYS, schema.PERTURBATION) if c not in df.columns]
     if missing:
         raise schema.SchemaError(f"{path}: missing column(s) {missing} needed to curate wells")
     feats = schema.feature_columns(df)
     if not feats:
         raise schema.SchemaError(f"{path}: no feature_ columns")
-    if df.duplicated(list(schema.WELL_KEYS)).any():  # site-level table: mean per well, like embed does
-        meta_cols = [c for c in schema.metadata_columns(df) if c != schema.SITE]
-        first = df.groupby(list(schema.WELL_KEYS), sort=False)[meta_cols].first().reset_index(drop=True)
-        mean = df.groupby(list(schema.WELL_KEYS), sort=False)[feats].mean().reset_index(drop=True)
-        df = pd.concat([first, mean], axis=1)
+    if df.duplicated(list(schema.WELL_KEYS)).any():  # site-level table: mean per well, as embed does
+        meta, x = wells_from_sites(df[schema.metadata_columns(df)], df[feats].to_numpy(np.float32))
+        df = schema.embeddings_frame(meta, x)
     return df
 
 
@@ -81,9 +76,6 @@ def curate_wells(
     perturbation: mean cosine, null, p and BH q values, kept) and ``curation_report.json``.
     """
     from scipy.stats import false_discovery_control
-
-    from cellmae.bench.consistency import replicate_consistency
-    from cellmae.bench.inputs import perturbation_keys, profiles_from_frame
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -128,34 +120,3 @@ def curate_wells(
             frame.to_csv(tmp, index=False)
     write_text_atomic(out_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return CurationResult(kept, table, report, out_dir)
-
-
-def read_kept_wells(path: str | Path) -> set[tuple[str, str, str]]:
-    """(experiment, plate, well) keys of a ``kept_wells.csv``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data.keep_wells: {path} not found (write it with `cellmae curate`)")
-    df = pd.read_csv(path, dtype=str)
-    missing = [c for c in schema.WELL_KEYS if c not in df.columns]
-    if missing:
-        raise schema.SchemaError(f"{path}: missing column(s) {missing}")
-    return set(map(tuple, df[list(schema.WELL_KEYS)].to_numpy()))
-
-
-class WellSubsetScreen(Screen):
-    """The fields of a parent screen whose (experiment, plate, well) is listed, read through the parent."""
-
-    def __init__(self, parent: Screen, wells: Iterable[tuple[str, str, str]]):
-        wanted = set(wells)
-        keys = parent.metadata[list(schema.WELL_KEYS)].astype(str).to_numpy()
-        self.indices = [i for i, k in enumerate(map(tuple, keys)) if k in wanted]
-        if not self.indices:
-            raise ValueError(f"data.keep_wells: none of the {len(wanted)} listed wells are in {parent.source}")
-        self.parent = parent
-        self.layout = parent.layout
-        super().__init__(parent.metadata.iloc[self.indices], parent.channels, [parent.path(i) for i in self.indices],
-                         source=parent.source, low_pct=parent.low_pct, high_pct=parent.high_pct,
-                         rescale_uint8=parent.rescale_uint8)
-
-    def _read_raw(self, i: int) -> np.ndarray:
-        return self.parent.read_raw(self.indices[i])

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cellmae.bench.curation import curate_wells
 from cellmae.data import schema
-from cellmae.train.curation import WellSubsetScreen, curate_wells, read_kept_wells
+from cellmae.data.readers.subset import WellSubsetScreen
+from cellmae.data.readers.subset import read_well_list as read_kept_wells
 
 
 def _embeddings(seed: int = 0) -> pd.DataFrame:
@@ -80,26 +82,3 @@ def test_kept_wells_restrict_the_screen(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sub.read_field(0), screen.read_field(sub.indices[0]))
     with pytest.raises(ValueError, match="none of the 1 listed wells"):
         WellSubsetScreen(screen, {("nope", "1", "A01")})
-
-
-def test_training_on_curated_wells_builds_shards_of_those_wells_only(sim_shards: Path, tmp_path: Path) -> None:
-    from cellmae.data.readers import open_screen
-    from cellmae.train.run import run_training
-
-    from .conftest import tiny_overrides
-
-    screen_dir = sim_shards.parent / "screen"
-    meta = open_screen(screen_dir).metadata
-    wells = meta[list(schema.WELL_KEYS)].astype(str).drop_duplicates().head(4)
-    wells.to_csv(tmp_path / "kept_wells.csv", index=False)
-    out = run_training("tiny-camae", screen_dir, tmp_path / "run",
-                       overrides=tiny_overrides(**{"trainer.max_steps": 1, "data.crops_per_field": 2,
-                                                   "data.keep_wells": str(tmp_path / "kept_wells.csv")}))
-    crops = pd.read_parquet(out / "shards" / "crops.parquet")
-    assert set(map(tuple, crops[list(schema.WELL_KEYS)].astype(str).to_numpy())) == set(map(tuple, wells.to_numpy()))
-    from cellmae.train.config import ConfigError
-
-    with pytest.raises(ConfigError, match="keep_wells needs a screen folder"):
-        run_training("tiny-camae", sim_shards, tmp_path / "other",
-                     overrides=tiny_overrides(**{"trainer.max_steps": 1,
-                                                 "data.keep_wells": str(tmp_path / "kept_wells.csv")}))
