@@ -13,14 +13,14 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 
-from cellmae.data.shards import CROPS_FILE, ShardCollate, read_shard_info, shard_dataloader
+from cellmae.data.shard_reader import CROPS_FILE, INFO_FILE, read_shard_info, shard_dataloader
 from cellmae.train.config import TrainConfig
 
 
 def is_shard_dir(path: str | Path) -> bool:
-    """True for a cellmae shard set (LitData ``index.json`` + ``cellmae_shards.json``)."""
-    p = Path(path)
-    return (p / "index.json").is_file() and (p / "cellmae_shards.json").is_file()
+    """True for a folder that claims to be a cellmae shard set (``cellmae_shards.json``); whether it is
+    complete is checked when it is opened (:func:`read_shard_info` refuses a missing or stale manifest)."""
+    return (Path(path) / INFO_FILE).is_file()
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -55,16 +55,9 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         d = self.cfg.data
         kwargs: dict[str, Any] = {"persistent_workers": d.num_workers > 0}
-        if d.fraction >= 1.0:
-            return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
-                                    shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last, **kwargs)
-        # A subsample is LitData's own option; shard_dataloader does not expose it, so build the pair here.
-        from litdata import StreamingDataLoader, StreamingDataset
-
-        ds = StreamingDataset(str(self.shard_dir.resolve()), shuffle=d.shuffle, seed=self.cfg.seed,
-                              drop_last=d.drop_last, subsample=float(d.fraction))
-        return StreamingDataLoader(ds, batch_size=d.batch_size, num_workers=d.num_workers,
-                                   collate_fn=ShardCollate(self.info["channels"]), **kwargs)
+        return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
+                                shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last,
+                                subsample=float(d.fraction), **kwargs)
 
     def preview_batch(self, n: int) -> dict[str, Any]:
         """The first ``n`` crops of the unshuffled shards as one batch (fixed reconstruction examples)."""
