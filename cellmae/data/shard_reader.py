@@ -34,6 +34,16 @@ def read_shard_info(shard_dir: str | Path, *, deep: bool = False) -> dict:
     return json.loads((Path(shard_dir) / INFO_FILE).read_text())
 
 
+def read_crops_table(shard_dir: str | Path):
+    """``crops.parquet`` of a shard set (one row per crop). Read as bytes: pyarrow fails on path names
+    that are not UTF-8, Python's open() does not."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO((Path(shard_dir) / CROPS_FILE).read_bytes()))
+
+
 class ShardCollate:
     """Default collation plus the shard set's channel names (a picklable class, for worker processes)."""
 

@@ -15,6 +15,7 @@ missing or does not match, then streams through ``litdata.StreamingDataset``/``S
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -125,7 +126,7 @@ def _write_part(screen: Screen, fields: range, part_dir: Path, kwargs: dict, opt
         if rows:
             writer.done()
             writer.merge(num_workers=1)
-            pd.DataFrame(rows).to_parquet(tmp / CROPS_FILE, index=False)
+            _to_parquet(pd.DataFrame(rows), tmp / CROPS_FILE)
         (tmp / PART_FILE).write_text(json.dumps({**counts, "skipped": skipped}))
         write_manifest(tmp, PART_KIND, checksums=False)
     fault_point("part")
@@ -233,7 +234,7 @@ def build_shards(
                 "format": FORMAT,
                 **config,
                 "layout": screen.layout,
-                "metadata_columns": [c for c in pd.read_parquet(tmp / CROPS_FILE).columns if c.startswith("Metadata_")],
+                "metadata_columns": [c for c in _read_parquet(tmp / CROPS_FILE).columns if c.startswith("Metadata_")],
                 **report.as_dict(),
             }
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
@@ -311,8 +312,21 @@ def _merge_parts(part_dirs: list[Path], out: Path) -> None:
     from litdata import merge_datasets
 
     merge_datasets([str(d) for d in part_dirs], str(out), max_workers=4)
-    tables = [pd.read_parquet(d / CROPS_FILE) for d in part_dirs]
-    pd.concat(tables, ignore_index=True).to_parquet(out / CROPS_FILE, index=False)
+    tables = [_read_parquet(d / CROPS_FILE) for d in part_dirs]
+    _to_parquet(pd.concat(tables, ignore_index=True), out / CROPS_FILE)
+
+
+# pyarrow encodes path strings (even a handle's name) as UTF-8 and fails on a folder name that is not
+# (a surrogate-escaped byte); Python's open() takes any name the file system does, so the small crop
+# table goes through bytes in memory.
+def _to_parquet(df: pd.DataFrame, path: Path) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    path.write_bytes(buf.getvalue())
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(path.read_bytes()))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

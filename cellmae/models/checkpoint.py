@@ -18,7 +18,7 @@ from torch import nn
 
 from cellmae import __version__
 from cellmae.models.registry import model_from_config
-from cellmae.utils.atomic import atomic_dir
+from cellmae.utils.atomic import atomic_dir, chmod_like_open
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -40,6 +40,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: di
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        chmod_like_open(tmp / WEIGHTS_NAME)  # safetensors writes 0600
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return directory
 

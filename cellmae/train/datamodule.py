@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import pandas as pd
-
-from cellmae.data.shard_reader import CROPS_FILE, INFO_FILE, read_shard_info, shard_dataloader
+from cellmae.data.shard_reader import CROPS_FILE, INFO_FILE, read_crops_table, read_shard_info, shard_dataloader
 from cellmae.train.config import TrainConfig
 
 
@@ -46,7 +44,7 @@ class ShardDataModule(pl.LightningDataModule):
 
     def classes(self, column: str) -> list[str]:
         """Sorted distinct values of ``column`` over all crops (the WSL label set)."""
-        crops = pd.read_parquet(self.shard_dir / CROPS_FILE)
+        crops = read_crops_table(self.shard_dir)
         if column not in crops.columns:
             raise KeyError(f"{self.shard_dir / CROPS_FILE}: no column {column!r} for data.label_column "
                            f"(have: {', '.join(c for c in crops.columns if c.startswith('Metadata_'))})")
