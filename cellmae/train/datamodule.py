@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from cellmae.data.shard_reader import CROPS_FILE, INFO_FILE, read_crops_table, read_shard_info, shard_dataloader
+
+from cellmae.data.shard_reader import (
+    CROPS_FILE,
+    INFO_FILE,
+    read_crops_table,
+    read_shard_info,
+    shard_dataloader,
+)
 from cellmae.train.config import TrainConfig
 
 
