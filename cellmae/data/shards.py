@@ -15,6 +15,7 @@ missing or does not match, then streams through ``litdata.StreamingDataset``/``S
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -215,7 +216,7 @@ def build_shards(
         "part_fields": part_fields,
     }
     work = out_dir.parent / f".{out_dir.name}.partial"
-    with output_lock(out_dir):
+    with output_lock(out_dir), _oserrors_name(out_dir):
         remove_stale_temporaries(out_dir)  # what a killed merge or replacement left beside out_dir
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
             done = _finished_report(out_dir, config)
@@ -235,7 +236,8 @@ def build_shards(
                 **config,
                 "layout": screen.layout,
                 "metadata_columns": [c for c in _read_parquet(tmp / CROPS_FILE).columns if c.startswith("Metadata_")],
-                **report.as_dict(),
+                # not out_dir: the folder may be moved, and a copy must stay byte-identical
+                **{k: v for k, v in report.as_dict().items() if k != "out_dir"},
             }
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
             if report.skipped:
@@ -245,6 +247,17 @@ def build_shards(
         fault_point("committed")
         shutil.rmtree(work, ignore_errors=True)
     return _with_report_file(report, report_path)
+
+
+@contextlib.contextmanager
+def _oserrors_name(out_dir: Path):
+    """Give a write failure that carries no file (LitData's and pyarrow's, e.g. a full disk) the output's name."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or isinstance(e, UnicodeError):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(out_dir)) from e
 
 
 def _build_parts(screen, out_dir: Path, work: Path, kwargs, opts, config, resume: bool,
