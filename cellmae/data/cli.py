@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -153,7 +154,8 @@ def build(
     )  # fmt: skip
     typer.echo(json.dumps(rep.as_dict(), indent=2, default=str))
     if rep.fields_skipped:
-        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {out / 'skipped.csv'}", err=True)
+        where = os.fsencode(out / "skipped.csv").decode("utf-8", "backslashreplace")  # any byte in a name prints
+        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {where}", err=True)
 
 
 @shards_app.command("inspect")

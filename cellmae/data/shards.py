@@ -378,9 +378,13 @@ class _Progress:
             return lambda: None
         from rich.progress import Progress
 
+        from rich.markup import escape
+
         self.bar = Progress(transient=False)
+        # A folder name is text, not markup; a non-UTF-8 byte in it must not stop the build.
+        label = escape(self.label.encode("utf-8", "backslashreplace").decode("utf-8"))
+        task = self.bar.add_task(label, total=self.total)
         self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
         return lambda: self.bar.advance(task)
 
     def __exit__(self, *exc) -> None:

@@ -173,13 +173,15 @@ class Screen:
     def summary(self) -> dict:
         """Counts a user checks first: fields, wells, plates, perturbations, channels, image size."""
         m = self.metadata
-        first = self.read_field(0)
+        # the first field whose files are all there: a missing plane is check_files()' to report
+        complete = next((i for i in range(len(self)) if all(p.exists() for p in self.path(i))), None)
+        shape = list(self.read_field(complete).shape[1:]) if complete is not None else None
         return {
             "layout": self.layout,
             "source": str(self.source),
             "fields": len(self),
             "channels": list(self.channels),
-            "field_shape": list(first.shape[1:]),
+            "field_shape": shape,
             "experiments": int(m[S.EXPERIMENT].nunique()),
             "plates": int(m[[S.EXPERIMENT, S.PLATE]].drop_duplicates().shape[0]),
             "wells": int(m[list(S.WELL_KEYS)].drop_duplicates().shape[0]),
