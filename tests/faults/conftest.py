@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+# The checkout whose code the subprocesses run (CELLMAE_CODE: another checkout, to show a test fails there).
+REPO = Path(os.environ.get("CELLMAE_CODE") or Path(__file__).resolve().parents[2])
 # Options of every shards build here: 12 fields in 3 parts of 4, so kills land in, between and after parts.
 BUILD_ARGS = ["--crop-size", "16", "--crops-per-field", "2", "--seed", "3", "--part-fields", "4"]
 
