@@ -178,7 +178,7 @@ def inspect(
     from cellmae.data.shard_reader import INFO_FILE, read_shard_info
 
     if (path / INFO_FILE).is_file():  # a shard set: refused when its manifest is missing or stale
-        typer.echo(json.dumps(read_shard_info(path, deep=True), indent=2))
+        typer.echo(json.dumps(read_shard_info(path), indent=2))
         return
     from cellmae.data.readers import open_screen
 

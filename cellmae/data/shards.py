@@ -22,6 +22,7 @@ import os
 import shutil
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class ShardReport:
 
 def _field_job(screen: Screen, i: int, kwargs: dict) -> FieldCrops | dict:
     """Crops of field i, or a skip record naming the file(s) and the error (runs in a worker)."""
+    fault_point("worker-field")
     try:
         return field_crops(screen, i, **kwargs)
     except (ReadError, SchemaError, OSError, ValueError) as e:
@@ -86,14 +88,19 @@ def _iter_fields(screen: Screen, fields: range, kwargs: dict, workers: int):
         for i in fields:
             yield _field_job(screen, i, kwargs)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        pending: deque = deque()
-        for i in fields:
-            pending.append(pool.submit(_field_job, screen, i, kwargs))
-            if len(pending) >= 2 * workers:
+    try:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            pending: deque = deque()
+            for i in fields:
+                pending.append(pool.submit(_field_job, screen, i, kwargs))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    except BrokenProcessPool as e:
+        raise InputError(f"{screen.source}: a --workers process died while decoding fields {fields.start}.."
+                         f"{fields.stop - 1} (killed, or out of memory); rerun the same command (finished parts "
+                         "are kept), with fewer --workers if memory is short") from e
 
 
 def _write_part(screen: Screen, fields: range, part_dir: Path, kwargs: dict, opts: dict, advance) -> None:
@@ -376,9 +383,8 @@ class _Progress:
     def __enter__(self):
         if not self.enabled:
             return lambda: None
-        from rich.progress import Progress
-
         from rich.markup import escape
+        from rich.progress import Progress
 
         self.bar = Progress(transient=False)
         # A folder name is text, not markup; a non-UTF-8 byte in it must not stop the build.

@@ -48,7 +48,7 @@ def test_every_missing_plane_is_listed(make_rxrx) -> None:
     res = runner.invoke(app, ["shards", "inspect", str(root), "--check-files"])
     assert res.exit_code == 0, res.stderr
     assert f"{len(gone)} missing file(s)" in res.stdout and all(str(p) in res.stdout for p in gone)
-    with pytest.raises(ReadError, match=rf"36 missing file\(s\) in all.*shards inspect .* --check-files"):
+    with pytest.raises(ReadError, match=r"36 missing file\(s\) in all.*shards inspect .* --check-files"):
         open_screen(root).check_files()
 
 
@@ -153,3 +153,14 @@ def test_rerunning_a_finished_build_is_a_no_op_and_other_options_are_refused(mak
     assert (tmp_path / "s" / "manifest.json").read_bytes() == before
     line = _one_error_line(runner.invoke(app, [*args, "--seed", "5"]))
     assert "already exists" in line and "--overwrite" in line
+
+
+def test_a_truncated_png_mid_build_names_the_file(make_rxrx, tmp_path) -> None:
+    root, _ = make_rxrx(sites=1)
+    bad = root / "EXP-2" / "Plate1" / "C04_s1_w3.png"
+    bad.write_bytes(bad.read_bytes()[:70])
+    res = runner.invoke(app, ["shards", "build", str(root), "--out", str(tmp_path / "o"), "--crop-size", "16",
+                              "--part-fields", "2", "--workers", "2"])
+    line = _one_error_line(res)
+    assert line.startswith(f"error: {bad}: cannot decode image")
+    assert not (tmp_path / "o").exists()

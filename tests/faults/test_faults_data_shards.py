@@ -127,3 +127,27 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_no_output(screen_dir, tmp_pat
         assert leftovers(out) in ([], [".shards.partial"])
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_killed_worker_is_one_line_and_the_rerun_completes(screen_dir, reference, tmp_path) -> None:
+    out = tmp_path / "shards"
+    res = _build(screen_dir, out, "--workers", "2", env={"CELLMAE_FAULT_KILL": "worker-field:2"})
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {screen_dir / 'metadata.csv'}: a --workers process died while decoding fields")
+    assert "rerun the same command" in last and not out.exists()
+    rerun = _build(screen_dir, out, "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    _assert_complete_like(out, reference)
+
+
+def test_a_second_writer_is_refused_naming_the_holder(screen_dir, tmp_path) -> None:
+    from cellmae.utils.manifest import output_lock
+
+    out = tmp_path / "shards"
+    with output_lock(out):  # this process is writing `out`
+        res = _build(screen_dir, out)
+    assert res.returncode == 2
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {out} is being written by another cellmae process (pid {os.getpid()} ")
+    assert not out.exists()

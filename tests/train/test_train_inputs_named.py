@@ -51,3 +51,12 @@ def test_training_refuses_shards_that_do_not_match_their_manifest(sim_shards: Pa
     assert res.stderr.strip() == (f"error: {shards}: no manifest.json, so this shards output is incomplete (a run was "
                                   f"interrupted or is still writing); rerun `cellmae shards build SCREEN --out "
                                   f"{shards} --overwrite`")
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=0", "data.num_workers=-1", "trainer.max_steps=x"])
+def test_bad_train_options_are_one_line_naming_the_key(sim_shards: Path, tmp_path: Path, override: str) -> None:
+    res = runner.invoke(app, ["train", "--shards", str(sim_shards), "--out", str(tmp_path / "run"), override])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and override.split("=")[0] in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
