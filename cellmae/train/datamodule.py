@@ -7,6 +7,8 @@ the very next batch of the interrupted epoch.
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,13 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         d = self.cfg.data
         kwargs: dict[str, Any] = {"persistent_workers": d.num_workers > 0}
+        if int(os.environ.get("PL_SEED_WORKERS", 0)):
+            # Lightning seeds workers only when a loader has no worker_init_fn, and ours has one (it ties
+            # the workers to this process), so add Lightning's seeding to it.
+            from lightning.fabric.utilities.seed import pl_worker_init_function
+
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            kwargs["worker_init_fn"] = functools.partial(pl_worker_init_function, rank=rank)
         return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
                                 shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last,
                                 subsample=float(d.fraction), **kwargs)

@@ -60,3 +60,10 @@ def test_bad_train_options_are_one_line_naming_the_key(sim_shards: Path, tmp_pat
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and override.split("=")[0] in lines[0], res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_training_with_loader_workers_runs_their_init_chain(sim_shards: Path, tmp_path: Path) -> None:
+    """Loader workers get the parent-death init plus Lightning's seeding (seed_everything(workers=True))."""
+    out = run_training("tiny-camae", sim_shards, tmp_path / "run",
+                       overrides=tiny_overrides(**{"trainer.max_steps": 2, "data.num_workers": 1}))
+    assert (out / "model.safetensors").is_file()
