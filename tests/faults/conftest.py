@@ -45,8 +45,8 @@ def screen_dir(tmp_path_factory) -> Path:
 
 
 def cellmae(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``cellmae ARGS`` in a fresh process running this checkout's code (COLUMNS fixed: no wrapping)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "300", **(env or {})}
+    """``cellmae ARGS`` in a fresh process running this checkout's code (at the caller's terminal width)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("CELLMAE_FAULT_KILL", None) if "CELLMAE_FAULT_KILL" not in (env or {}) else None
     return subprocess.run([sys.executable, "-m", "cellmae.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=str(REPO))

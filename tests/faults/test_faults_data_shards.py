@@ -58,7 +58,7 @@ def test_kill_at_random_times_then_rerun_gives_the_uninterrupted_output(screen_d
     rng = random.Random(17)  # fixed kill times (as fractions of the measured build time)
     for k in range(2):
         out = tmp_path / f"shards{k}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "300"}
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("CELLMAE_FAULT_KILL", None)
         proc = subprocess.Popen([sys.executable, "-m", "cellmae.cli", "shards", "build", str(screen_dir), "--out",
                                  str(out), *BUILD_ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,8 +98,8 @@ def test_a_failed_single_part_merge_is_resumed_by_a_plain_rerun(screen_dir, tmp_
 
 def test_a_stale_temp_folder_of_a_killed_merge_is_removed_by_the_rerun(screen_dir, reference, tmp_path) -> None:
     """Issue 17 item 11: `.OUT.*.tmp` folders of killed merges used to stay forever."""
-    out = tmp_path / "shards"
-    stale = tmp_path / ".shards.k3j2h.tmp"
+    out = tmp_path / "shards[b]"  # brackets: neither a glob pattern nor rich markup
+    stale = tmp_path / ".shards[b].k3j2h.tmp"
     stale.mkdir()
     (stale / "chunk-0-0.bin").write_bytes(b"half")
     res = _build(screen_dir, out)

@@ -43,7 +43,7 @@ def _gone_within(tag: str, seconds: float) -> list[int]:
 def _run_and_kill_itself(args: list[str], tag: str, env_extra: dict, tmp_path: Path) -> int:
     """Run ``python ARGS`` (it ends by killing itself) with output to a file, not a pipe: a surviving
     worker would hold a pipe open and stall the test instead of failing it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CELLMAE_TEST_TAG": tag, "COLUMNS": "300", **env_extra}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CELLMAE_TEST_TAG": tag, **env_extra}
     with open(tmp_path / "log.txt", "w") as log:
         return subprocess.run([sys.executable, *args], env=env, stdout=log, stderr=log, timeout=120).returncode
 
