@@ -7,7 +7,7 @@ Imports are lazy so that ``cellmae --help`` does not load torch.
 
 from __future__ import annotations
 
-from cellmae.utils.lazy import lazy_getattr
+from cellmae.utils.lazy import lazy_dir, lazy_getattr
 
 _EXPORTS = {
     "embed_screen": "cellmae.embed.pipeline",
@@ -21,3 +21,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 __getattr__ = lazy_getattr("cellmae.embed", _EXPORTS)
+__dir__ = lazy_dir(globals(), _EXPORTS)

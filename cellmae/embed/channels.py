@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cellmae.data.schema import validate_channels
+from cellmae.models.handcrafted import find_dna_channel  # noqa: F401 - re-exported for the embed pipeline
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,3 @@ def plan_channels(
     used = {screen_channels[i] for i in indices}
     dropped = tuple(c for c in screen_channels if c not in used)
     return ChannelPlan(indices=indices, names=tuple(names), dropped=dropped)
-
-
-def find_dna_channel(channels: Sequence[str]) -> int:
-    """Index of the nuclear stain: DNA / Hoechst / DAPI by name, else the first channel."""
-    for i, c in enumerate(channels):
-        if c.casefold() in {"dna", "hoechst", "dapi", "nuclei", "nucleus"}:
-            return i
-    return 0

@@ -8,7 +8,8 @@ import typer
 
 _MODEL_HELP = (
     "What to embed with: a cellmae checkpoint dir (model.safetensors + config.json), an OpenPhenom "
-    "file (openphenom:FILE), timm:NAME or timm:NAME@LOCAL_WEIGHTS_FILE (natural-image baseline, never "
+    "file or folder (FILE, DIR, openphenom:FILE), hf:ORG/NAME[@REVISION] (Hugging Face hub cache, e.g. "
+    "hf:recursionpharma/OpenPhenom), timm:NAME or timm:NAME@LOCAL_WEIGHTS_FILE (natural-image baseline, never "
     "downloads), "
     "random-init:PRESET or random-init:CHECKPOINT_DIR (untrained baseline), or 'handcrafted'."
 )

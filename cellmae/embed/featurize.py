@@ -43,7 +43,7 @@ class HandcraftedPrep:
     dna_index: int
 
     def __call__(self, field: np.ndarray) -> np.ndarray:
-        from cellmae.embed.handcrafted import field_features
+        from cellmae.models.handcrafted import field_features
 
         return field_features(field[list(self.indices)], self.names, self.dna_index)[None]
 

@@ -296,7 +296,7 @@ def run_handcrafted(
     rank: int | None = None, world_size: int | None = None, progress: bool = True,
 ) -> EmbedSummary:
     """Handcrafted features of every well into ``out_dir``/block00 (= RUN/embed/handcrafted)."""
-    from cellmae.embed.handcrafted import handcrafted_feature_names
+    from cellmae.models.handcrafted import handcrafted_feature_names
 
     screen = open_any_screen(screen, layout)
     plan = plan_channels(screen.channels, None, requested=parse_channel_list(channels))

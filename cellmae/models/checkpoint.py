@@ -1,6 +1,7 @@
 """Checkpoints as safetensors weights + a JSON config: loading never unpickles code.
 
-``save_pretrained(model, dir)`` writes ``dir/model.safetensors`` and ``dir/config.json`` atomically
+``save_pretrained(model, dir)`` writes ``dir/model.safetensors``, ``dir/config.json`` and a model card
+``dir/README.md`` atomically
 (the folder appears whole or not at all); ``from_pretrained(dir)`` rebuilds the model from the config
 and loads the weights with strict key and shape checks.
 """
@@ -17,16 +18,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cellmae import __version__
+from cellmae.models.card import write_model_card
+from cellmae.models.files import CONFIG_NAME, WEIGHTS_NAME
 from cellmae.models.registry import model_from_config
 from cellmae.utils.atomic import atomic_dir, chmod_like_open
+from cellmae.utils.errors import reading
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 FORMAT = "cellmae-model"
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` to ``directory`` (replaced atomically if it exists); return the directory."""
+    """Write ``model`` to ``directory`` (replaced atomically if it exists); return the directory.
+
+    Besides the weights and config.json, a model card (README.md: architecture, and from ``extra``
+    the training data and steps under "train" and benchmark numbers under "metrics")."""
     directory = Path(directory)
     meta = {
         "format": FORMAT,
@@ -42,6 +47,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: di
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         chmod_like_open(tmp / WEIGHTS_NAME)  # safetensors writes 0600
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_model_card(model, tmp, meta)
     return directory
 
 
@@ -59,9 +65,10 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once)."""
-    expected = model.state_dict()
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "") -> None:
+    """Raise ValueError listing missing, unexpected and wrong-shape keys (all of them, at once);
+    with ``prefix``, only the model's keys under it are expected (e.g. the encoder alone)."""
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
@@ -91,7 +98,8 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str | torch.d
     model = model_from_config({**meta["config"], **overrides})
     if meta.get("preset"):
         model.preset = meta["preset"]
-    state = load_file(str(weights), device=str(map_location))
+    with reading(weights, "safetensors weights file", "it may be truncated: save or download it again"):
+        state = load_file(str(weights), device=str(map_location))
     check_state_dict(model, state, source=str(weights))
     model.load_state_dict(state, strict=True)
     return model.to(map_location)

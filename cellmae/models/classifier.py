@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cellmae.models.interface import EmbedMixin
 from cellmae.models.standardize import self_standardize
 
 _VIT_PREFIXES = ("vit", "deit", "eva", "beit")
@@ -66,7 +67,7 @@ class ExperimentBatchNorm(nn.Module):
         return out
 
 
-class WSLClassifier(nn.Module):
+class WSLClassifier(EmbedMixin, nn.Module):
     """``model(images, channels, labels=None, experiments=None)`` -> {"logits", "features"[, "loss"]}."""
 
     def __init__(self, config: WSLConfig):

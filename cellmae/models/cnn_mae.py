@@ -19,6 +19,7 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
+from cellmae.models.interface import EmbedMixin
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import random_token_mask
 from cellmae.models.standardize import self_standardize
@@ -62,7 +63,7 @@ class _UpBlock(nn.Module):
         return self.block(self.fuse(torch.cat([self.up(x), skip], dim=1)))
 
 
-class CNNMaskedAutoencoder(nn.Module):
+class CNNMaskedAutoencoder(EmbedMixin, nn.Module):
     def __init__(self, config: CNNMAEConfig):
         super().__init__()
         self.cfg = c = config

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cellmae.models.decoders import CAMAEDecoder, MAEDecoder
+from cellmae.models.interface import EmbedMixin
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import gather_tokens, random_token_mask
 from cellmae.models.standardize import self_standardize
@@ -65,7 +66,7 @@ class MAEConfig:
             self.channels = list(self.channels)
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(EmbedMixin, nn.Module):
     """MAE / CA-MAE. ``model(images, channels=..., mask_ratio=..., mask_seed=...)`` -> dict with the loss."""
 
     def __init__(self, config: MAEConfig):

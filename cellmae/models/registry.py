@@ -80,6 +80,11 @@ PRESETS["wsl_vit_small_patch16_256"] = {
     "num_classes": 1139,
 }
 
+# Published weights that cellmae.models.load reads (architecture from the file; counts from the preset).
+PUBLISHED: dict[str, dict[str, str]] = {
+    "openphenom": {"preset": "camae_vit_small_patch16_256", "source": "hf:recursionpharma/OpenPhenom"},
+}
+
 
 def list_models(family: str | None = None) -> list[str]:
     """Preset names, sorted; optionally only one family ('mae', 'cnn_mae', 'wsl')."""
@@ -149,3 +154,9 @@ def model_summary(name: str, **overrides: Any) -> dict[str, Any]:
         "num_blocks": model.num_blocks,
         "embed_dim": model.embed_dim,
     }
+
+
+def published_summary(name: str) -> dict[str, Any]:
+    """:func:`model_summary` of a published model's architecture, with where its weights come from."""
+    entry = PUBLISHED[name]
+    return {**model_summary(entry["preset"]), "name": name, "source": entry["source"], "preset": entry["preset"]}

@@ -216,12 +216,12 @@ def _save_weights_into(model: Any, out_dir: Path, extra: dict[str, Any]) -> None
     import shutil
 
     from cellmae.models import save_pretrained
-    from cellmae.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from cellmae.models.files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
     staging = out_dir / ".final-weights"
     shutil.rmtree(staging, ignore_errors=True)
     save_pretrained(model, staging, extra=extra)
-    for name in (WEIGHTS_NAME, CONFIG_NAME):  # each rename is atomic
+    for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):  # each rename is atomic
         os.replace(staging / name, out_dir / name)
     shutil.rmtree(staging, ignore_errors=True)
 

@@ -16,3 +16,12 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def lazy_dir(module_globals: dict[str, Any], exports: dict[str, str]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` listing the lazy exports too, so ``dir()`` and tab completion show them."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(module_globals) | set(exports))
+
+    return __dir__

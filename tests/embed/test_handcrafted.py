@@ -9,7 +9,7 @@ import pytest
 
 from cellmae.data.schema import IS_CONTROL, PERTURBATION, feature_columns
 from cellmae.embed import embed_handcrafted, read_embeddings
-from cellmae.embed.handcrafted import field_features, handcrafted_feature_names, nucleus_labels
+from cellmae.models.handcrafted import field_features, handcrafted_feature_names, nucleus_labels
 
 from .conftest import write_rxrx_screen
 

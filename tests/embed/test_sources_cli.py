@@ -11,7 +11,7 @@ from cellmae.cli import app
 from cellmae.data.schema import CELLPAINTING_CHANNELS, feature_columns
 from cellmae.embed import embed_screen, read_embeddings
 from cellmae.embed.sources import resolve_source
-from cellmae.embed.timm_adapter import TimmFeatureModel
+from cellmae.models.timm_backbone import TimmFeatureModel
 
 from .conftest import write_rxrx_screen
 

@@ -22,7 +22,7 @@ def test_round_trip_is_bit_exact(tmp_path, preset, overrides):
     torch.manual_seed(0)
     model = create_model(preset, **overrides).eval()
     out_dir = save_pretrained(model, tmp_path / "ckpt")
-    assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     meta = json.loads((out_dir / "config.json").read_text())
     assert meta["preset"] == preset and meta["config"] == model.config
     loaded = from_pretrained(out_dir).eval()

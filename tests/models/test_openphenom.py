@@ -136,5 +136,7 @@ def test_loader_never_unpickles_code(phenom_file, tmp_path):
     source, _ = phenom_file
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": openphenom_layout(source), "hook": _Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="refuses to load.*_Payload") as info:
         load_openphenom(path, preset="camae_vit_tiny_patch8_64", **TINY_PHENOM)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)  # refused by torch's weights-only unpickler

@@ -50,7 +50,8 @@ def test_tiny_camae_learns_on_the_simulated_screen(sim_shards: Path, tmp_path: P
 
 
 def test_tiny_camae_learns_on_real_example_fly_crops(example_fly_dir: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+                                                     capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich drops progress columns that do not fit the terminal
     # the screen folder itself: shards (32 random 32px crops per field) are built into OUT/shards first
     out = run_training("tiny-camae", example_fly_dir, tmp_path / "fly",
                        overrides=tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100,
@@ -81,6 +82,7 @@ def test_wsl_classifier_trains_with_labels_from_the_shards(sim_shards: Path, tmp
     crops = pd.read_parquet(sim_shards / "crops.parquet")
     assert meta["classes"] == sorted(crops["Metadata_Perturbation"].astype(str).unique())
     assert meta["config"]["num_classes"] == len(meta["classes"])
+    assert "6 optimizer steps" in (out / "README.md").read_text()  # the model card travels with the weights
 
 
 def test_nonfinite_loss_stops_with_step_and_batch_named(sim_shards: Path, tmp_path: Path,

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cellmae.models.interface import EmbedMixin
+
 _PERCENTILES = (5, 25, 50, 75, 95)
 _GLCM_DISTANCES = (1, 3)
 _GLCM_PROPS = ("contrast", "homogeneity", "energy", "correlation")
@@ -114,3 +116,40 @@ def field_features(image: np.ndarray, channels: Sequence[str], dna_index: int = 
     else:  # no nuclei found: zeros keep the row usable (the count column says why)
         feats += [0.0] * (2 * len(_SHAPE_PROPS) + 2 * len(channels))
     return np.nan_to_num(np.asarray(feats, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def find_dna_channel(channels: Sequence[str]) -> int:
+    """Index of the nuclear stain: DNA / Hoechst / DAPI by name, else the first channel."""
+    for i, c in enumerate(channels):
+        if c.casefold() in {"dna", "hoechst", "dapi", "nuclei", "nucleus"}:
+            return i
+    return 0
+
+
+class HandcraftedFeatures(EmbedMixin):
+    """The classical baseline behind the model interface: one "block" (0) of per-image features.
+
+    ``forward_features(images (B, C, H, W) uint8, channels)`` -> {0: (B, F)} with the features named by
+    ``feature_names(channels)``; the nucleus segmentation uses the DNA channel found by name.
+    """
+
+    num_blocks = 0
+    expected_channels = None
+    training = False
+    config = {"kind": "handcrafted"}
+
+    def feature_names(self, channels: Sequence[str]) -> list[str]:
+        return handcrafted_feature_names(channels)
+
+    def forward_features(self, images, channels: Sequence[str] | None = None, blocks="last", pool: str = "mean"):
+        import torch
+
+        if blocks not in ("last", "all", 0, [0], (0,)):
+            raise ValueError(f"handcrafted features have one block (0), asked for {blocks!r}")
+        x = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if x.dtype != np.uint8:
+            raise ValueError(f"handcrafted features need uint8 images, got {x.dtype}")
+        names = list(channels) if channels is not None else [f"ch{i}" for i in range(x.shape[1])]
+        dna = find_dna_channel(names)
+        rows = [field_features(img, names, dna) for img in x]
+        return {0: torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, len(self.feature_names(names)))}

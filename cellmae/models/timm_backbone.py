@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cellmae.models.interface import EmbedMixin
+
 
 def self_standardize(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per image and channel: subtract the mean, divide by the std (microscopy intensities vary by plate)."""
@@ -23,7 +25,7 @@ def self_standardize(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - mean) / (std + eps)
 
 
-class TimmFeatureModel(nn.Module):
+class TimmFeatureModel(EmbedMixin, nn.Module):
     """Wrap a timm model created with ``in_chans = len(channels)`` and no classifier head."""
 
     def __init__(self, name: str, channels: Sequence[str], *, tile: int, weights: str | Path | None = None):
@@ -57,12 +59,17 @@ class TimmFeatureModel(nn.Module):
         self,
         images: torch.Tensor,
         channels: Sequence[str] | None = None,
-        blocks: Sequence[int] | str = "all",
+        blocks: Sequence[int] | int | str = "all",
         pool: str = "mean",
     ) -> dict[int, torch.Tensor]:
         if channels is not None and tuple(channels) != self.expected_channels:
             raise ValueError(f"model expects channels {list(self.expected_channels)}, given {list(channels)}")
-        blocks = list(range(1, self.num_blocks + 1)) if blocks == "all" else [int(b) for b in blocks]
+        if isinstance(blocks, str) and blocks not in ("all", "last"):
+            raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
+        if blocks in ("all", "last"):
+            blocks = list(range(1, self.num_blocks + 1)) if blocks == "all" else [self.num_blocks]
+        else:
+            blocks = [blocks] if isinstance(blocks, int) else [int(b) for b in blocks]
         bad = [b for b in blocks if not 1 <= b <= self.num_blocks]
         if bad:
             raise ValueError(f"block(s) {bad} out of range 1..{self.num_blocks} for timm model {self.name}")

@@ -1,0 +1,148 @@
+"""The run folder: where every stage writes, what its files are called, how blocks are named.
+
+This is the only module that types an artifact's file name or a stage folder's name; every
+stage, the demo and the report ask it. The layout (see docs/ARCHITECTURE.md)::
+
+    RUN/
+      screen/                          simulated or linked raw images + metadata (+ truth/)
+      shards/                          LitData shards + cellmae_shards.json + manifest.json
+      train/<model>/                   model.safetensors + config.json, checkpoints/, metrics.csv
+      embed/<model>/blockNN/           plate=<id>/part-0.parquet (+ embed_config.json, manifest.json)
+      map/<model>/blockNN/             aligned.parquet, aggregated.parquet, map.json, manifest.json
+      bench/<model>/blockNN/           recall.csv, consistency.csv, ..., summary.json, manifest.json
+      bench/<model>/                   probes.csv, best_block.json (the block choice)
+      report.html
+
+It depends on nothing but the standard library, so any stage (and ``cellmae --help``) can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# ---- file names ----------------------------------------------------------------------------
+MANIFEST_FILE = "manifest.json"
+SCREEN_CHANNELS_FILE = "channels.json"
+SCREEN_METADATA_FILE = "metadata.csv"
+TRUTH_DIR = "truth"
+TRUTH_RELATIONSHIPS_FILE = "relationships.csv"
+TRUTH_GENES_FILE = "genes.csv"
+TRUTH_COMPOUNDS_FILE = "compounds.csv"
+
+SHARDS_INFO_FILE = "cellmae_shards.json"
+
+EMBED_CONFIG_FILE = "embed_config.json"
+EMBED_PART_FILE = "part-0.parquet"
+EMBED_PROGRESS_DIR = "_progress"
+EMBED_SITES_DIR = "sites"
+FEATURE_NAMES_FILE = "feature_names.json"
+
+MAP_ALIGNED_FILE = "aligned.parquet"
+MAP_AGGREGATED_FILE = "aggregated.parquet"
+MAP_SUMMARY_FILE = "map.json"
+
+BENCH_RECALL_FILE = "recall.csv"
+BENCH_CONSISTENCY_FILE = "consistency.csv"
+BENCH_MAP_FILE = "map_copairs.csv"
+BENCH_COMPOUND_GENE_FILE = "compound_gene.csv"
+BENCH_BATCH_FILE = "batch.csv"
+BENCH_SUMMARY_FILE = "summary.json"
+BENCH_PROBES_FILE = "probes.csv"
+BEST_BLOCK_FILE = "best_block.json"
+
+REPORT_FILE = "report.html"
+
+# ---- block naming --------------------------------------------------------------------------
+_BLOCK_RE = re.compile(r"^block(\d+)$")
+
+
+def block_name(block: int) -> str:
+    """Folder name of a block's feature set: ``block06``."""
+    if int(block) < 0:
+        raise ValueError(f"block {block}: blocks are numbered from 0 (0 = the handcrafted/single block)")
+    return f"block{int(block):02d}"
+
+
+def parse_block_name(name: str) -> int | None:
+    """``"block06"`` -> 6; any other name -> None."""
+    m = _BLOCK_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def block_dirs(folder: str | os.PathLike) -> dict[int, Path]:
+    """The ``blockNN`` sub-folders of ``folder`` by block number, in block order."""
+    folder = Path(folder)
+    found = {}
+    if folder.is_dir():
+        for child in folder.iterdir():
+            n = parse_block_name(child.name)
+            if n is not None and child.is_dir():
+                found[n] = child
+    return dict(sorted(found.items()))
+
+
+def read_best_block(path: str | os.PathLike) -> int:
+    """The block chosen by the bench stage's probes: ``best_block.json`` = {"block": N, ...}."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())["block"]
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no best-block file; run `cellmae bench` on the block folders first, "
+                         "or give --blocks explicitly") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a best_block.json ({{\"block\": N, ...}}): {err}") from None
+    n = parse_block_name(value) if isinstance(value, str) else value
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ValueError(f"{path}: 'block' must be a block number or name like 'block06', got {value!r}")
+    return n
+
+
+# ---- the run folder ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run's stage outputs (nothing is created or read here)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def screen(self) -> Path:
+        return self.root / "screen"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_FILE
+
+    def train(self, model: str) -> Path:
+        return self.root / "train" / model
+
+    def embed(self, model: str, block: int | None = None) -> Path:
+        base = self.root / "embed" / model
+        return base if block is None else base / block_name(block)
+
+    def map(self, model: str, block: int | None = None) -> Path:
+        base = self.root / "map" / model
+        return base if block is None else base / block_name(block)
+
+    def bench(self, model: str, block: int | None = None) -> Path:
+        base = self.root / "bench" / model
+        return base if block is None else base / block_name(block)
+
+    def best_block_file(self, model: str) -> Path:
+        return self.bench(model) / BEST_BLOCK_FILE
+
+    @classmethod
+    def of_embed_output(cls, embed_model_dir: str | os.PathLike) -> tuple[RunDir, str]:
+        """``RUN/embed/<model>`` -> (RunDir(RUN), model): where the embed stage's siblings live."""
+        embed_model_dir = Path(embed_model_dir).resolve()
+        return cls(embed_model_dir.parent.parent), embed_model_dir.name

@@ -1,0 +1,63 @@
+"""The feature interface every model answers: ``forward_features`` (per block) and ``embed`` (one block).
+
+``forward_features(images, channels=..., blocks=..., pool=...) -> {block: (B, D)}`` is each model's own
+method; :class:`EmbedMixin` adds the one-call notebook form ``embed(images, channels=...) -> (B, D)``
+on top of it, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported on use: the handcrafted baseline and `cellmae --help` do without it
+    import torch
+
+
+class EmbedMixin:
+    """Adds ``embed``: one pooled block of features, in eval mode, without gradients."""
+
+    def embed(
+        self,
+        images: torch.Tensor | np.ndarray,
+        channels: Sequence[str] | None = None,
+        *,
+        block: int | str = "last",
+        pool: str = "mean",
+    ) -> torch.Tensor:
+        """Embeddings (B, D) float32 of uint8 images (B, C, H, W) named by ``channels`` (in stack order).
+
+        ``block`` is a 1-based block number or "last" (the published OpenPhenom embedding is the mean of
+        the last block's patch tokens); ``pool`` is "mean", "cls" or "channel_concat" where the model has
+        them. Images go to the model's device; the result comes back on it.
+        """
+        import torch
+
+        x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+        if x.ndim != 4:
+            raise ValueError(f"images must be (B, C, H, W), got shape {tuple(x.shape)}")
+        if channels is not None and len(channels) != x.shape[1]:
+            raise ValueError(f"{len(channels)} channel names {list(channels)} for {x.shape[1]} image channels")
+        device = _device_of(self)
+        was_training = getattr(self, "training", False)
+        if was_training:
+            self.eval()  # type: ignore[attr-defined]
+        try:
+            with torch.inference_mode():
+                feats = self.forward_features(x.to(device), channels=channels,  # type: ignore[attr-defined]
+                                              blocks="last" if block == "last" else [int(block)], pool=pool)
+        finally:
+            if was_training:
+                self.train()  # type: ignore[attr-defined]
+        (out,) = feats.values()
+        return out.float()
+
+
+def _device_of(model: Any) -> torch.device:
+    import torch
+
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if params is not None else None
+    return first.device if first is not None else torch.device("cpu")
