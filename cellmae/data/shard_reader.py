@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from cellmae.data.workers import worker_init_fn
+from cellmae.layout import SHARDS_INFO_FILE as INFO_FILE
 from cellmae.utils.manifest import read_manifest
 
-INFO_FILE = "cellmae_shards.json"
 CROPS_FILE = "crops.parquet"
 SKIPPED_FILE = "skipped.csv"
 FORMAT = "cellmae-shards/1"
