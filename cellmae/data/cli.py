@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -153,7 +154,8 @@ def build(
     )  # fmt: skip
     typer.echo(json.dumps(rep.as_dict(), indent=2, default=str))
     if rep.fields_skipped:
-        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {out / 'skipped.csv'}", err=True)
+        where = os.fsencode(out / "skipped.csv").decode("utf-8", "backslashreplace")  # any byte in a name prints
+        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {where}", err=True)
 
 
 @shards_app.command("inspect")
@@ -173,10 +175,10 @@ def inspect(
     """Print the summary of a shard set (channels, crops, QC) or of a screen (fields, wells, channels)."""
     import json
 
-    from cellmae.data.shards import INFO_FILE
+    from cellmae.data.shard_reader import INFO_FILE, read_shard_info
 
-    if (path / INFO_FILE).is_file():
-        typer.echo(json.dumps(json.loads((path / INFO_FILE).read_text()), indent=2))
+    if (path / INFO_FILE).is_file():  # a shard set: refused when its manifest is missing or stale
+        typer.echo(json.dumps(read_shard_info(path), indent=2))
         return
     from cellmae.data.readers import open_screen
 
@@ -184,8 +186,8 @@ def inspect(
     screen = open_screen(path, layout=layout, **opts)
     typer.echo(json.dumps(screen.summary(), indent=2, default=str))
     if check_files:
-        missing = screen.missing_files()
-        typer.echo(f"{len(missing)} missing file(s)" + "".join(f"\n  row {i + 1}: {p}" for i, p in missing[:20]))
+        missing = screen.missing_files()  # every one: a user fixes them from this list
+        typer.echo(f"{len(missing)} missing file(s)" + "".join(f"\n  row {i + 1}: {p}" for i, p in missing))
 
 
 def register(app: typer.Typer) -> None:

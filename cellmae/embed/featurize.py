@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
+from cellmae.data.workers import worker_init_fn
 from cellmae.embed.aggregate import mean_of_runs
 from cellmae.embed.channels import ChannelPlan
 from cellmae.utils.errors import InputError, is_expected, one_line
@@ -154,6 +155,7 @@ def featurize_sites(
         pin_memory=pin_memory,
         # Workers read ahead; two batches each keep the model fed without holding whole plates in RAM.
         prefetch_factor=2 if num_workers else None,
+        worker_init_fn=worker_init_fn(),  # workers die with this process, even after kill -9
     )
     images = 0
     for idx, rows, counts, errors in loader:

@@ -21,7 +21,7 @@ from cellmae import __version__
 from cellmae.models.card import write_model_card
 from cellmae.models.files import CONFIG_NAME, WEIGHTS_NAME
 from cellmae.models.registry import model_from_config
-from cellmae.utils.atomic import atomic_dir
+from cellmae.utils.atomic import atomic_dir, chmod_like_open
 from cellmae.utils.errors import reading
 
 FORMAT = "cellmae-model"
@@ -45,6 +45,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: di
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        chmod_like_open(tmp / WEIGHTS_NAME)  # safetensors writes 0600
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         write_model_card(model, tmp, meta)
     return directory

@@ -11,6 +11,7 @@ final weights as ``model.safetensors`` + ``config.json`` instead.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cellmae.utils.atomic import atomic_path
+from cellmae.utils.errors import InputError, one_line
 
 LAST = "last.ckpt"
 
@@ -48,7 +50,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+            if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+                raise  # a refused pickle: the CLI's error line says so (and never suggests weights_only=False)
+            # torch names the zip record, not the file, and says nothing of what to do.
+            raise InputError(f"{path}: truncated or corrupt resume checkpoint ({one_line(exc).split('. ')[0]}); delete it to resume "
+                             f"from the previous checkpoint in {path.parent} (if any), or train again without --resume "
+                             "into a new --out") from exc
 
 
 def find_resume_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:

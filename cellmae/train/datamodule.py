@@ -7,20 +7,27 @@ the very next batch of the interrupted epoch.
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import pandas as pd
 
-from cellmae.data.shards import CROPS_FILE, ShardCollate, read_shard_info, shard_dataloader
+from cellmae.data.shard_reader import (
+    CROPS_FILE,
+    INFO_FILE,
+    read_crops_table,
+    read_shard_info,
+    shard_dataloader,
+)
 from cellmae.train.config import TrainConfig
 
 
 def is_shard_dir(path: str | Path) -> bool:
-    """True for a cellmae shard set (LitData ``index.json`` + ``cellmae_shards.json``)."""
-    p = Path(path)
-    return (p / "index.json").is_file() and (p / "cellmae_shards.json").is_file()
+    """True for a folder that claims to be a cellmae shard set (``cellmae_shards.json``); whether it is
+    complete is checked when it is opened (:func:`read_shard_info` refuses a missing or stale manifest)."""
+    return (Path(path) / INFO_FILE).is_file()
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -46,7 +53,7 @@ class ShardDataModule(pl.LightningDataModule):
 
     def classes(self, column: str) -> list[str]:
         """Sorted distinct values of ``column`` over all crops (the WSL label set)."""
-        crops = pd.read_parquet(self.shard_dir / CROPS_FILE)
+        crops = read_crops_table(self.shard_dir)
         if column not in crops.columns:
             raise KeyError(f"{self.shard_dir / CROPS_FILE}: no column {column!r} for data.label_column "
                            f"(have: {', '.join(c for c in crops.columns if c.startswith('Metadata_'))})")
@@ -55,16 +62,16 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         d = self.cfg.data
         kwargs: dict[str, Any] = {"persistent_workers": d.num_workers > 0}
-        if d.fraction >= 1.0:
-            return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
-                                    shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last, **kwargs)
-        # A subsample is LitData's own option; shard_dataloader does not expose it, so build the pair here.
-        from litdata import StreamingDataLoader, StreamingDataset
+        if int(os.environ.get("PL_SEED_WORKERS", 0)):
+            # Lightning seeds workers only when a loader has no worker_init_fn, and ours has one (it ties
+            # the workers to this process), so add Lightning's seeding to it.
+            from lightning.fabric.utilities.seed import pl_worker_init_function
 
-        ds = StreamingDataset(str(self.shard_dir.resolve()), shuffle=d.shuffle, seed=self.cfg.seed,
-                              drop_last=d.drop_last, subsample=float(d.fraction))
-        return StreamingDataLoader(ds, batch_size=d.batch_size, num_workers=d.num_workers,
-                                   collate_fn=ShardCollate(self.info["channels"]), **kwargs)
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            kwargs["worker_init_fn"] = functools.partial(pl_worker_init_function, rank=rank)
+        return shard_dataloader(self.shard_dir, batch_size=d.batch_size, num_workers=d.num_workers,
+                                shuffle=d.shuffle, seed=self.cfg.seed, drop_last=d.drop_last,
+                                subsample=float(d.fraction), **kwargs)
 
     def preview_batch(self, n: int) -> dict[str, Any]:
         """The first ``n`` crops of the unshuffled shards as one batch (fixed reconstruction examples)."""

@@ -29,8 +29,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.exists():
-            # mkstemp creates 0600 files; give the output the permissions a plain open() would.
-            os.chmod(tmp_path, 0o666 & ~_umask())
+            chmod_like_open(tmp_path)  # mkstemp creates 0600 files
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -59,6 +58,15 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def chmod_like_open(path: str | os.PathLike) -> None:
+    """Give ``path`` the permissions a plain ``open()`` would (0666 minus the umask).
+
+    For files written by tools that create them private (``mkstemp``, safetensors' ``save_file``):
+    outputs are shared with the lab, like every other file a stage writes.
+    """
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def _umask() -> int:

@@ -12,6 +12,7 @@ holder, instead of interleaving its files with the first one's.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -162,7 +163,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     if not folder.parent.is_dir():
         return []
     gone = []
-    for pattern in (f".{folder.name}.*.tmp", f".{folder.name}.old-*"):
+    name = glob.escape(folder.name)  # a name may hold [ ] * ?, which glob would read as a pattern
+    for pattern in (f".{name}.*.tmp", f".{name}.old-*"):
         for stale in folder.parent.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
             gone.append(stale)

@@ -35,9 +35,17 @@ def test_missing_channel_file_and_row_without_image(make_rxrx, tmp_path) -> None
     with pytest.raises(ReadError, match=rf"{missing}: file not found"):
         build_shards(screen, tmp_path / "out", crop_size=16, progress=False)
     assert not (tmp_path / "out").exists()
-    # a metadata row whose first image is absent is caught when the layout is opened
+    # a metadata row without any image: all its planes are listed (the channel count comes from the
+    # other sites on disk, not from this row)
     meta = pd.read_csv(root / "metadata.csv")
     meta.iloc[[0]].assign(well="P24", well_id="x").to_csv(root / "metadata.csv", index=False)
+    screen = open_screen(root)
+    assert [p.name for _, p in screen.missing_files()] == [f"P24_s1_w{k}.png" for k in range(1, 7)]
+    with pytest.raises(ReadError, match=r"P24_s1_w1.png: file not found \(metadata row 1 .*6 missing file"):
+        screen.check_files()
+    # a screen with no image at all is refused when it is opened
+    for png in root.rglob("*.png"):
+        png.unlink()
     with pytest.raises(ReadError, match=r"P24_s1_w1.png: no image for metadata row 1"):
         open_screen(root)
 
@@ -102,4 +110,5 @@ def test_skip_bad_continues_and_reports(make_rxrx, tmp_path) -> None:
         progress=False,
     )
     assert len(pd.read_csv(tmp_path / "rep.csv")) == rep_csv.fields_skipped == 2
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left behind
+    # no temporaries left behind (the one-writer lock files stay: deleting them would race another writer)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]

@@ -10,6 +10,7 @@ from cellmae.data.crops import field_crops
 from cellmae.data.qc import QCConfig
 from cellmae.data.readers import ReadError, open_screen
 from cellmae.data.shards import build_shards, read_shard_info, shard_dataloader, shard_dataset
+from cellmae.utils.errors import InputError
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_grid_mode_qc_counts_and_overwrite_guard(make_rxrx, tmp_path) -> None:
         screen, tmp_path / "g", crop_size=16, crops_per_field=None, mode="grid", progress=False
     )
     assert rep.crops_written == 6 * 9
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         build_shards(screen, tmp_path / "g", crop_size=16, mode="grid", progress=False)
     # a focus bar no crop can pass: the build must fail without leaving a folder behind
     strict = QCConfig(min_focus=100.0)

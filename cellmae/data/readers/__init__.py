@@ -40,9 +40,9 @@ def detect_layout(path: str | Path) -> str:
             raise ReadError(f"{path}: unknown layout: expected a folder or a metadata/load_data CSV")
         if is_load_data(path):
             return "cellpainting"
-        import pandas as pd
+        from cellmae.data.readers.base import read_metadata_csv
 
-        cols = set(pd.read_csv(path, nrows=0).columns)
+        cols = set(read_metadata_csv(path, "CSV", nrows=0).columns)
         if {"plate", "site"} <= cols or "well_id" in cols:
             return "rxrx"
         raise ReadError(

@@ -49,8 +49,24 @@ def read_plane(path: Path) -> np.ndarray:
     return arr
 
 
-def stack_planes(planes: Sequence[np.ndarray], paths: Sequence[Path]) -> np.ndarray:
-    """Stack single-channel planes into (C, H, W); a plane of another size or rank names its file."""
+def read_metadata_csv(path: Path, what: str = "metadata CSV", *, nrows: int | None = None) -> pd.DataFrame:
+    """A metadata table as strings; an unreadable, empty or header-only file is a ReadError naming it."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=nrows)
+    except Exception as e:  # pandas raises ParserError, EmptyDataError, UnicodeDecodeError, OSError ...
+        raise ReadError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from e
+    if nrows is None and table.empty:
+        raise ReadError(f"{path}: {what} has a header but no rows; list one row per field (site) in it")
+    return table
+
+
+def stack_planes(planes: Sequence[np.ndarray], paths: Sequence[Path], *, rescale_uint8: bool = False) -> np.ndarray:
+    """Stack single-channel planes into (C, H, W); a plane of another size or rank names its file.
+
+    A field mixing 8-bit planes with 16-bit/float ones is refused (unless ``rescale_uint8``, where every
+    plane is stretched anyway): stacking promotes the 8-bit planes, which would then be percentile-
+    rescaled with the others instead of kept as they are, silently.
+    """
     first = planes[0]
     for plane, path in zip(planes, paths, strict=True):
         if plane.ndim != 2:
@@ -59,6 +75,17 @@ def stack_planes(planes: Sequence[np.ndarray], paths: Sequence[Path]) -> np.ndar
             raise ReadError(
                 f"{path}: image size {plane.shape} differs from {first.shape} of {paths[0]} (same field)"
             )
+    is8 = [p.dtype == np.uint8 for p in planes]
+    if any(is8) and not all(is8) and not rescale_uint8:
+        majority8 = sum(is8) * 2 >= len(is8)
+        odd = [k for k, b in enumerate(is8) if b != majority8]
+        ref = is8.index(majority8)
+        raise ReadError(
+            f"{paths[odd[0]]}: {planes[odd[0]].dtype} plane in a field whose other planes are {planes[ref].dtype} "
+            f"(e.g. {paths[ref]}; {len(odd)} odd plane(s)); cellmae keeps 8-bit planes unscaled and will not mix "
+            "them with planes it must rescale: convert the odd file(s) to the same bit depth, pass "
+            "--rescale-uint8 to scale every plane, or --skip-bad to skip the field"
+        )
     return np.stack(planes, axis=0)
 
 
@@ -112,8 +139,11 @@ class Screen:
         missing = self.missing_files()
         if missing:
             i, p = missing[0]
+            more = "".join(f", {q} (row {j + 1})" for j, q in missing[1:5]) + (", ..." if len(missing) > 5 else "")
             raise ReadError(
-                f"{p}: file not found (metadata row {i + 1} of {self.source}; {len(missing)} missing file(s) in all)"
+                f"{p}: file not found (metadata row {i + 1} of {self.source}; {len(missing)} missing file(s) in all"
+                f"{more}); list them all with `cellmae shards inspect {self.source} --check-files`, restore them, "
+                "or pass --skip-bad to skip their fields"
             )
 
     def read_raw(self, i: int) -> np.ndarray:
@@ -143,13 +173,15 @@ class Screen:
     def summary(self) -> dict:
         """Counts a user checks first: fields, wells, plates, perturbations, channels, image size."""
         m = self.metadata
-        first = self.read_field(0)
+        # the first field whose files are all there: a missing plane is check_files()' to report
+        complete = next((i for i in range(len(self)) if all(p.exists() for p in self.path(i))), None)
+        shape = list(self.read_field(complete).shape[1:]) if complete is not None else None
         return {
             "layout": self.layout,
             "source": str(self.source),
             "fields": len(self),
             "channels": list(self.channels),
-            "field_shape": list(first.shape[1:]),
+            "field_shape": shape,
             "experiments": int(m[S.EXPERIMENT].nunique()),
             "plates": int(m[[S.EXPERIMENT, S.PLATE]].drop_duplicates().shape[0]),
             "wells": int(m[list(S.WELL_KEYS)].drop_duplicates().shape[0]),

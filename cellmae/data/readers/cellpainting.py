@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
-from cellmae.data.readers.base import ReadError, Screen, read_plane, stack_planes
+from cellmae.data.readers.base import ReadError, Screen, read_metadata_csv, read_plane, stack_planes
 
 FILE_PREFIX, PATH_PREFIX = "FileName_Orig", "PathName_Orig"
 _PERT_ALIASES = (
@@ -31,7 +31,7 @@ _PERT_ALIASES = (
 def is_load_data(csv: Path) -> bool:
     """Whether a CSV looks like a CellProfiler load_data file (has FileName_Orig* columns)."""
     try:
-        cols = pd.read_csv(csv, nrows=0).columns
+        cols = read_metadata_csv(csv, "CSV", nrows=0).columns
     except Exception:
         return False
     return any(str(c).startswith(FILE_PREFIX) for c in cols)
@@ -61,10 +61,7 @@ class CellPaintingScreen(Screen):
         csv = Path(load_data_csv)
         if not csv.is_file():
             raise ReadError(f"{csv}: load_data CSV not found")
-        try:
-            raw = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-        except Exception as e:
-            raise ReadError(f"{csv}: cannot read load_data CSV ({e})") from e
+        raw = read_metadata_csv(csv, "load_data CSV")
         available = load_data_channels(list(raw.columns))
         if not available:
             raise ReadError(f"{csv}: no {FILE_PREFIX}<channel> columns; have {list(raw.columns)}")
@@ -101,7 +98,7 @@ class CellPaintingScreen(Screen):
 
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
-        return stack_planes([read_plane(p) for p in paths], paths)
+        return stack_planes([read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
 
 
 def _schema_frame(raw: pd.DataFrame, csv: Path, perturbation_csv: Path | None) -> pd.DataFrame:
@@ -151,7 +148,7 @@ def _joined_platemap(meta: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Platemap rows aligned to ``meta`` on (plate, well); a site with no platemap row names both files."""
     if not path.is_file():
         raise ReadError(f"{path}: perturbation CSV not found")
-    pm = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    pm = read_metadata_csv(path, "perturbation CSV")
     for col in (S.PLATE, S.WELL):
         if col not in pm.columns:
             raise ReadError(f"{path}: missing column {col}; have {list(pm.columns)}")

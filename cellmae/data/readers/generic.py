@@ -32,6 +32,7 @@ from cellmae.data.readers.base import (
     TIFF_SUFFIXES,
     ReadError,
     Screen,
+    read_metadata_csv,
     read_plane,
     stack_planes,
 )
@@ -131,7 +132,7 @@ class GenericScreen(Screen):
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
         if self.per_channel:
-            return stack_planes([read_plane(p) for p in paths], paths)
+            return stack_planes([read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
         if not paths[0].exists():
             raise ReadError(f"{paths[0]}: file not found")
         data, _ = _read_multichannel(paths[0])
@@ -199,7 +200,7 @@ class GenericScreen(Screen):
             return meta
         if not csv.is_file():
             raise ReadError(f"{csv}: metadata CSV not found")
-        user = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""]).rename(
+        user = read_metadata_csv(csv).rename(
             columns={"field": FIELD}
         )
         if FIELD not in user.columns:

@@ -10,6 +10,7 @@ well and ``experiment_name`` for the experiment. Mapping to the schema is in doc
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
-from cellmae.data.readers.base import ReadError, Screen, read_plane, stack_planes
+from cellmae.data.readers.base import ReadError, Screen, read_metadata_csv, read_plane, stack_planes
 
 _ALIASES = {"experiment": ("experiment", "experiment_name"), "well": ("well", "address")}
 _CONTROL_NAMES = {"EMPTY", "NON-TARGETING", "NONTARGETING", "DMSO", "CONTROL"}
@@ -67,22 +68,26 @@ class RxRxScreen(Screen):
         csv = Path(metadata_csv) if metadata_csv else find_metadata_csv(root)
         if csv is None or not csv.is_file():
             raise ReadError(f"{csv or root / 'metadata.csv'}: RxRx metadata CSV not found")
-        try:
-            raw = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-        except Exception as e:
-            raise ReadError(f"{csv}: cannot read metadata CSV ({e})") from e
+        raw = read_metadata_csv(csv)
         self.root, self.suffix = root, suffix
         exp_c, well_c = _col(raw, "experiment", csv), _col(raw, "well", csv)
         plate_c = _col(raw, "plate", csv)
         raw = raw.rename(columns={exp_c: "experiment", well_c: "well", plate_c: "plate"})
         if "site" not in raw.columns:
             raw = self._expand_sites(raw, csv)
-        n_ch = self._count_channels(raw, csv)
-        chans = tuple(channels) if channels else self._channel_names(root, n_ch, csv)
-        if len(chans) != n_ch:
+        # The channel count comes from the names (channels= / channels.json) or from every site of
+        # the screen, never from one site: a plane missing there must show up as a missing file,
+        # not shrink the whole screen by a channel.
+        chans = tuple(channels) if channels else self._named_channels(root)
+        n_found = self._count_channels(raw, csv)
+        if chans is None:
+            chans = self._default_names(n_found, csv)
+        elif n_found > len(chans):
             raise ReadError(
-                f"{csv}: {n_ch} channel files (w1..w{n_ch}) per site but {len(chans)} channel names {chans}"
+                f"{csv}: sites have channel files up to w{n_found} but only {len(chans)} channel names {chans}; "
+                f"name all {n_found} (channels.json or --channels)"
             )
+        n_ch = len(chans)
         files = [
             tuple(self._file(r.experiment, r.plate, r.well, r.site, k) for k in range(1, n_ch + 1))
             for r in raw.itertuples()
@@ -99,6 +104,13 @@ class RxRxScreen(Screen):
 
     def _expand_sites(self, raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
         """RxRx3 lists wells, not sites: one row per ``{well}_s{site}_w1`` file found."""
+        per_well = raw.groupby(["experiment", "plate", "well"], sort=False).size()
+        if (per_well > 1).any():  # rows per site without saying which: expanding them would duplicate sites
+            (exp, plate, well), k = per_well.idxmax(), int(per_well.max())
+            raise ReadError(
+                f"{csv}: missing column 'site', and well {well} of plate {plate} ({exp}) has {k} rows; add a site "
+                "column (one row per site), or keep one row per well to find the sites on disk"
+            )
         rows = []
         for r in raw.to_dict("records"):
             pattern = self._file(r["experiment"], r["plate"], r["well"], 0, 1)
@@ -116,24 +128,39 @@ class RxRxScreen(Screen):
         return pd.DataFrame(rows)
 
     def _count_channels(self, raw: pd.DataFrame, csv: Path) -> int:
-        r = raw.iloc[0]
-        first = self._file(r["experiment"], r["plate"], r["well"], r["site"], 1)
-        if not first.exists():
-            raise ReadError(f"{first}: no image for metadata row 1 of {csv}")
-        n = 1
-        while self._file(r["experiment"], r["plate"], r["well"], r["site"], n + 1).exists():
-            n += 1
+        """The highest channel number k of any ``{well}_s{site}_w{k}`` file in the screen's plate folders.
+
+        One directory listing per plate: fast enough for RxRx3-sized screens, and a site missing planes
+        cannot hide a channel.
+        """
+        rx = re.compile(rf"^[^_]+_s[^_]+_w(\d+){re.escape(self.suffix)}$")
+        n = 0
+        for exp, plate in raw[["experiment", "plate"]].drop_duplicates().itertuples(index=False):
+            folder = self._file(exp, plate, "X", 0, 1).parent
+            try:
+                with os.scandir(folder) as entries:
+                    n = max([n, *(int(m.group(1)) for e in entries if (m := rx.match(e.name)))])
+            except FileNotFoundError:
+                continue  # a plate without images: its files are reported missing by check_files()
+        if n == 0:
+            r = raw.iloc[0]
+            first = self._file(r["experiment"], r["plate"], r["well"], r["site"], 1)
+            raise ReadError(f"{first}: no image for metadata row 1 of {csv} (no channel files in any plate folder)")
         return n
 
     @staticmethod
-    def _channel_names(root: Path, n: int, csv: Path) -> tuple[str, ...]:
+    def _named_channels(root: Path) -> tuple[str, ...] | None:
         cfile = root / "channels.json"
-        if cfile.is_file():
-            try:
-                names = json.loads(cfile.read_text())["channels"]
-            except Exception as e:
-                raise ReadError(f'{cfile}: expected {{"channels": [names of w1..wN]}} ({e})') from e
-            return tuple(names)
+        if not cfile.is_file():
+            return None
+        try:
+            names = json.loads(cfile.read_text())["channels"]
+        except Exception as e:
+            raise ReadError(f'{cfile}: expected {{"channels": [names of w1..wN]}} ({e})') from e
+        return tuple(names)
+
+    @staticmethod
+    def _default_names(n: int, csv: Path) -> tuple[str, ...]:
         if n > len(S.RXRX_CHANNELS):
             raise ReadError(
                 f"{csv}: {n} channels per site but no channels.json to name them (default names cover {len(S.RXRX_CHANNELS)})"
@@ -142,7 +169,7 @@ class RxRxScreen(Screen):
 
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
-        return stack_planes([read_plane(p) for p in paths], paths)
+        return stack_planes([read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
 
 
 def _schema_frame(raw: pd.DataFrame, csv: Path) -> pd.DataFrame:

@@ -41,6 +41,7 @@ from cellmae.data.simulate.biology import (
 from cellmae.data.simulate.layout import well_layout
 from cellmae.data.simulate.presets import ScreenSpec, resolve_spec
 from cellmae.data.simulate.render import place_cells, render_stains, sample_cells
+from cellmae.data.workers import die_with_parent
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 METADATA_COLUMNS = ("well_id", "experiment", "plate", "well", "site", "gene", "treatment", "concentration",
@@ -177,7 +178,7 @@ def _run_tasks(tasks: list, workers: int, progress: bool) -> None:
                 _render_task(t)
                 bar.advance(job)
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for _ in pool.map(_render_task, tasks, chunksize=8):
                 bar.advance(job)
 
