@@ -8,6 +8,7 @@ output (and resume points) appear plate by plate.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,12 +50,27 @@ class HandcraftedPrep:
         return field_features(field[list(self.indices)], self.names, self.dna_index)[None]
 
 
+def inference_weights(model, device: torch.device, dtype: torch.dtype | None):
+    """The model as the embedding runner runs it: on ``device``, in eval mode, and (the precision
+    policy) on CPU under bf16 a bf16 copy of the whole model, cast once.
+
+    Under CPU autocast the fp32 parameters (biases, norms, LayerScale) promote every activation back
+    to fp32 and the next matmul casts it down again; bf16 weights keep the whole forward in bf16,
+    which is faster, at the price of a bf16 residual stream (measured in docs/embed.md, "bf16 on CPU").
+    The caller's model is left as it was: the cast goes to a copy.
+    """
+    model = model.to(device).eval()
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        model = copy.deepcopy(model).to(dtype)
+    return model
+
+
 class ModelFeatures:
     """Run a model's ``forward_features`` on uint8 tiles; return float32 features per block."""
 
     def __init__(self, model, plan: ChannelPlan, blocks: Sequence[int], pool: str, *,
                  device: torch.device, dtype: torch.dtype | None, batch_size: int):
-        self.model = model.to(device).eval()
+        self.model = inference_weights(model, device, dtype)
         self.plan, self.blocks, self.pool = plan, list(blocks), pool
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
 

@@ -30,6 +30,7 @@ from cellmae.embed.progress import WellProgress
 from cellmae.embed.sources import HANDCRAFTED, resolve_source
 from cellmae.embed.writer import FEATURE_NAMES_FILE, EmbeddingStore, block_name, embedding_lock, plate_id
 from cellmae.layout import RunDir, read_best_block
+from cellmae.models.interface import resolve_blocks
 from cellmae.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -77,27 +78,18 @@ def open_any_screen(screen, layout: str = "auto"):
 
 def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, best_block_file: str | Path | None = None) -> list[int]:
     """Blocks to embed: ``None``/"last" -> the last block; "all"; "auto" (best_block.json); "6,8,12"; ints."""
-    if spec is None or spec == "last":
-        return [num_blocks]
-    if spec == "all":
-        return list(range(1, num_blocks + 1))
+    if spec is None:
+        spec = "last"
     if spec == "auto":
         if best_block_file is None:
             raise ValueError("blocks='auto' needs the best_block.json path (best_block_file=...)")
-        blocks = [read_best_block(best_block_file)]
-    elif isinstance(spec, int):
-        blocks = [spec]
-    elif isinstance(spec, str):
+        spec = [read_best_block(best_block_file)]
+    elif isinstance(spec, str) and spec not in ("all", "last"):
         try:
-            blocks = [int(b) for b in spec.split(",") if b.strip()]
+            spec = [int(b) for b in spec.split(",") if b.strip()]
         except ValueError:
             raise ValueError(f"--blocks {spec!r}: expected 'all', 'last', 'auto' or a list like 6,8,12") from None
-    else:
-        blocks = [int(b) for b in spec]
-    bad = [b for b in blocks if not 1 <= b <= num_blocks]
-    if bad or not blocks:
-        raise ValueError(f"block(s) {bad or spec!r} out of range: the model has blocks 1..{num_blocks}")
-    return sorted(set(blocks))
+    return resolve_blocks(spec, num_blocks)
 
 
 def default_best_block_file(out_dir: Path) -> Path:

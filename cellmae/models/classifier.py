@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin
+from cellmae.models.interface import EmbedMixin, resolve_blocks
 from cellmae.models.standardize import self_standardize
 
 _VIT_PREFIXES = ("vit", "deit", "eva", "beit")
@@ -133,16 +133,7 @@ class WSLClassifier(EmbedMixin, nn.Module):
         pool: str = "mean",
     ) -> dict[int, torch.Tensor]:
         """{block (1-based feature stage, or ViT block): (B, D)} via timm's forward_intermediates."""
-        n = self.num_blocks
-        if isinstance(blocks, str):
-            if blocks not in ("all", "last"):
-                raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
-            wanted = list(range(1, n + 1)) if blocks == "all" else [n]
-        else:
-            wanted = sorted({blocks} if isinstance(blocks, int) else set(blocks))
-        bad = [b for b in wanted if not 1 <= b <= n]
-        if not wanted or bad:
-            raise ValueError(f"blocks {bad or wanted} out of range: this backbone has blocks 1..{n}")
+        wanted = resolve_blocks(blocks, self.num_blocks)
         if pool not in ("mean", "cls") or (pool == "cls" and not self.is_vit):
             raise ValueError(f"pool {pool!r} not supported by backbone {self.cfg.backbone!r}")
         x = self._standardize_checked(images, channels)

@@ -19,7 +19,7 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin
+from cellmae.models.interface import EmbedMixin, resolve_blocks
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import random_token_mask
 from cellmae.models.standardize import self_standardize
@@ -162,16 +162,7 @@ class CNNMaskedAutoencoder(EmbedMixin, nn.Module):
         """{stage (1-based): (B, width) spatial mean}; 'blocks' are the encoder stages here."""
         if pool != "mean":
             raise ValueError(f"a CNN encoder supports pool='mean' only, got {pool!r}")
-        n = self.num_blocks
-        if isinstance(blocks, str):
-            if blocks not in ("all", "last"):
-                raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
-            wanted = list(range(1, n + 1)) if blocks == "all" else [n]
-        else:
-            wanted = sorted({blocks} if isinstance(blocks, int) else set(blocks))
-        bad = [b for b in wanted if not 1 <= b <= n]
-        if not wanted or bad:
-            raise ValueError(f"blocks {bad or wanted} out of range: this encoder has stages 1..{n}")
+        wanted = resolve_blocks(blocks, self.num_blocks)
         x = self._standardize_checked(images, channels)
         feats = self._encode(x, None, stop_after=wanted[-1])
         return {i: feats[i - 1].mean(dim=(2, 3)).float() for i in wanted}

@@ -2,18 +2,35 @@
 
 ``forward_features(images, channels=..., blocks=..., pool=...) -> {block: (B, D)}`` is each model's own
 method; :class:`EmbedMixin` adds the one-call notebook form ``embed(images, channels=...) -> (B, D)``
-on top of it, so the two can never disagree.
+on top of it, so the two can never disagree. :func:`resolve_blocks` is the one reading of "which
+blocks" that every model (and the embed stage) shares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported on use: the handcrafted baseline and `cellmae --help` do without it
     import torch
+
+
+def resolve_blocks(blocks: Iterable[int] | int | str, num_blocks: int) -> list[int]:
+    """``"all"`` / ``"last"`` / an int / ints -> sorted, distinct 1-based block numbers in 1..num_blocks."""
+    if isinstance(blocks, str):
+        if blocks not in ("all", "last"):
+            raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
+        return list(range(1, num_blocks + 1)) if blocks == "all" else [num_blocks]
+    wanted = [blocks] if isinstance(blocks, int) else list(blocks)
+    if not wanted:
+        raise ValueError("blocks is empty")
+    bad = [b for b in wanted if isinstance(b, bool) or not isinstance(b, Integral) or not 1 <= b <= num_blocks]
+    if bad:
+        raise ValueError(f"block(s) {bad} out of range: the model has blocks 1..{num_blocks}")
+    return sorted({int(b) for b in wanted})
 
 
 class EmbedMixin:

@@ -158,22 +158,8 @@ class MaskedAutoencoder(EmbedMixin, nn.Module):
     ) -> dict[int, torch.Tensor]:
         """{block (1-based): (B, D) pooled features} without masking; stops after the deepest block asked."""
         x = self_standardize(images)
-        dtype = _cpu_autocast_inference_dtype(x.device)
-        if dtype is None:
-            return {k: v.float() for k, v in _FeaturePass(self.encoder)(x, channels, blocks, pool).items()}
-        # CPU bf16 autocast without grad: run on a bf16 copy of the encoder weights with autocast off.
-        # Autocast keeps fp32 parameters (biases, LayerScale, norms), so every residual add and bias
-        # promotes the activations back to fp32 and the next matmul casts them down again; casting the
-        # weights once per call instead removes those copies (1.3-1.6x on CPU). The price is a bf16
-        # residual stream: on 512 demo tiles, mean-pooled features differ from fp32 by 1.4 % of their
-        # across-tile spread for a trained tiny CA-MAE and 4 % for a random-init one (plain autocast:
-        # 0.2 % / 0.5 %). Fine for mean pooling; a random-init CLS token (which LayerScale 1e-4 keeps
-        # almost constant) is rounded to a handful of values, so use --precision fp32 for that baseline.
-        wrapper = _FeaturePass(self.encoder)
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in wrapper.state_dict(keep_vars=True).items()}
-        state.update({f"encoder.{k}": v.to(dtype) for k, v in self.encoder.named_buffers() if v.is_floating_point()})
-        with torch.autocast("cpu", enabled=False):
-            feats = torch.func.functional_call(wrapper, state, (x.to(dtype), channels, blocks, pool))
+        tokens = self.encoder.tokenize(x, channels)
+        feats = self.encoder.block_features(tokens, blocks, pool, self.encoder.tokenizer.token_channels(x.shape[1]))
         return {k: v.float() for k, v in feats.items()}
 
     @torch.no_grad()
@@ -211,27 +197,6 @@ class MaskedAutoencoder(EmbedMixin, nn.Module):
             "composite": img(target * (1 - mask) + pred * mask),
             "mask": img(mask.expand_as(target)),
         }
-
-
-class _FeaturePass(nn.Module):
-    """Tokenize + block features as one module call (so torch.func.functional_call can swap weights)."""
-
-    def __init__(self, encoder: ViTEncoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: torch.Tensor, channels, blocks, pool) -> dict[int, torch.Tensor]:
-        tokens = self.encoder.tokenize(x, channels)
-        groups = self.encoder.tokenizer.token_channels(x.shape[1])
-        return self.encoder.block_features(tokens, blocks, pool, groups)
-
-
-def _cpu_autocast_inference_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 when running on CPU under bf16 autocast with grad disabled, else None."""
-    if device.type != "cpu" or torch.is_grad_enabled() or not torch.is_autocast_enabled("cpu"):
-        return None
-    dtype = torch.get_autocast_dtype("cpu")
-    return dtype if dtype == torch.bfloat16 else None
 
 
 def _init_linear_and_norm(m: nn.Module) -> None:

@@ -2,8 +2,8 @@
 
 timm already gives features from any block (``forward_intermediates``) and adapts a pretrained
 first convolution to N input channels (``in_chans``); this wrapper only adds what microscopy needs
-on top: uint8 input with per-image, per-channel self-standardization (as the cellmae models do)
-and pooling of each block's token/feature map to one vector.
+on top: uint8 input with the cellmae models' own self-standardization (``models.standardize``, so
+the baseline sees the same pixels as our models) and pooling of each block's token/feature map to one vector.
 """
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin
-
-
-def self_standardize(images: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per image and channel: subtract the mean, divide by the std (microscopy intensities vary by plate)."""
-    x = images.float()
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    std = x.std(dim=(-2, -1), keepdim=True)
-    return (x - mean) / (std + eps)
+from cellmae.models.interface import EmbedMixin, resolve_blocks
+from cellmae.models.standardize import self_standardize
 
 
 class TimmFeatureModel(EmbedMixin, nn.Module):
@@ -59,20 +52,12 @@ class TimmFeatureModel(EmbedMixin, nn.Module):
         self,
         images: torch.Tensor,
         channels: Sequence[str] | None = None,
-        blocks: Sequence[int] | int | str = "all",
+        blocks: Sequence[int] | int | str = "last",
         pool: str = "mean",
     ) -> dict[int, torch.Tensor]:
         if channels is not None and tuple(channels) != self.expected_channels:
             raise ValueError(f"model expects channels {list(self.expected_channels)}, given {list(channels)}")
-        if isinstance(blocks, str) and blocks not in ("all", "last"):
-            raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
-        if blocks in ("all", "last"):
-            blocks = list(range(1, self.num_blocks + 1)) if blocks == "all" else [self.num_blocks]
-        else:
-            blocks = [blocks] if isinstance(blocks, int) else [int(b) for b in blocks]
-        bad = [b for b in blocks if not 1 <= b <= self.num_blocks]
-        if bad:
-            raise ValueError(f"block(s) {bad} out of range 1..{self.num_blocks} for timm model {self.name}")
+        blocks = resolve_blocks(blocks, self.num_blocks)
         if pool == "cls" and not self.has_prefix_tokens:
             raise ValueError(f"pool='cls' needs a model with a CLS token; {self.name} has none (use pool='mean')")
         if pool not in {"mean", "cls"}:

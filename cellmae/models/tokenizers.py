@@ -57,7 +57,6 @@ class StandardTokenizer(nn.Module):
     def forward(self, x: torch.Tensor, channels: Sequence[str] | None = None) -> torch.Tensor:
         _check_image_size(x, self.img_size)
         self.check_channels(channels, x.shape[1])
-        x = x.to(self.patch_embed.proj.weight.dtype)  # lets a model cast to bf16 (inference) take fp32 input
         return self.patch_embed(x) + self.pos_embed.to(x.dtype)
 
 
@@ -118,7 +117,6 @@ class ChannelAgnosticTokenizer(nn.Module):
         _check_image_size(x, self.img_size)
         channels = self.check_channels(channels, x.shape[1])
         b, c, h, w = x.shape
-        x = x.to(self.patch_embed.proj.weight.dtype)  # lets a model cast to bf16 (inference) take fp32 input
         tokens = self.patch_embed(x.reshape(b * c, 1, h, w))  # one conv over all channel images
         tokens = tokens + self.pos_embed.to(tokens.dtype)
         if self.channel_embed is not None:

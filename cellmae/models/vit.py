@@ -15,6 +15,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block, ParallelScalingBlock
 from torch import nn
 
+from cellmae.models.interface import resolve_blocks
 from cellmae.models.tokenizers import ChannelAgnosticTokenizer, StandardTokenizer
 
 BLOCKS = {"standard": Block, "parallel": ParallelScalingBlock}
@@ -94,19 +95,6 @@ class ViTEncoder(nn.Module):
             x = blk(x)
         return self.norm(x)
 
-    def resolve_blocks(self, blocks: Iterable[int] | int | str) -> list[int]:
-        if isinstance(blocks, str):
-            if blocks not in ("all", "last"):
-                raise ValueError(f"blocks must be 1-based ints, 'all' or 'last', got {blocks!r}")
-            return list(range(1, self.depth + 1)) if blocks == "all" else [self.depth]
-        wanted = [blocks] if isinstance(blocks, int) else list(blocks)
-        if not wanted:
-            raise ValueError("blocks is empty")
-        bad = [b for b in wanted if not isinstance(b, int) or not 1 <= b <= self.depth]
-        if bad:
-            raise ValueError(f"blocks {bad} out of range: this encoder has blocks 1..{self.depth}")
-        return sorted(set(wanted))
-
     def pool(self, x: torch.Tensor, pool: str, num_channels: int) -> torch.Tensor:
         """(B, prefix + L, D) block output -> (B, D) (or (B, C*D) for channel_concat)."""
         patches = x[:, self.num_prefix_tokens :]
@@ -125,7 +113,7 @@ class ViTEncoder(nn.Module):
         self, tokens: torch.Tensor, blocks: Iterable[int] | int | str, pool: str, num_channels: int
     ) -> dict[int, torch.Tensor]:
         """Pooled features after each requested (1-based) block; stops after the deepest one."""
-        wanted = self.resolve_blocks(blocks)
+        wanted = resolve_blocks(blocks, self.depth)
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; expected one of {POOLS}")
         x = self.add_prefix(tokens)

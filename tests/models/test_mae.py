@@ -166,13 +166,10 @@ def test_bf16_autocast_features_match_fp32(camae):
     with torch.no_grad():
         ref = camae.forward_features(x, blocks="all")
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast = camae.forward_features(x, blocks="all")  # bf16 weight-copy path (no grad)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        plain = camae.forward_features(x, blocks=[3])  # grad enabled: ordinary autocast
+            fast = camae.forward_features(x, blocks="all")
     for k in ref:
         assert fast[k].dtype == torch.float32
         assert ((fast[k] - ref[k]).norm() / ref[k].norm()).item() < 1e-2
-    assert ((plain[3].float() - ref[3]).norm() / ref[3].norm()).item() < 1e-2
     assert all(p.dtype == torch.float32 for p in camae.parameters())  # the model itself is untouched
 
 
