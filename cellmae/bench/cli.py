@@ -67,9 +67,9 @@ def bench(
     """
     from rich.console import Console
 
-    from cellmae.bench.benchmark import BenchOptions, describe, is_current, run_bench
-    from cellmae.bench.inputs import ALIGNED_FILE, check_map_dir, find_group_file, read_groups
-    from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
+    from cellmae.bench.benchmark import BenchOptions, describe, run_bench
+    from cellmae.bench.blocks import run_blocks
+    from cellmae.layout import BENCH_PROBES_FILE, BEST_BLOCK_FILE, MAP_ALIGNED_FILE
 
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):
@@ -84,45 +84,19 @@ def bench(
         consistency_null=consistency_null, replicate_null=replicate_null, map_null_size=map_null_size, n_negatives=n_negatives,
         max_groups=max_groups, seed=seed,
     )
-    if (map_dir / ALIGNED_FILE).is_file():
+    if (map_dir / MAP_ALIGNED_FILE).is_file():
         summary = run_bench(map_dir, out, opts)
         for line in describe(summary):
             console.print(line)
         console.print(f"wrote {out}")
         return
-    blocks = block_dirs(map_dir)
-    for d in blocks.values():  # the probes read every block: each must be a complete map
-        check_map_dir(d)
-    if not probes_only:
-        for d in blocks.values():
-            target = out / d.name
-            before = embed_dir / d.name if embed_dir is not None and (embed_dir / d.name).is_dir() else embed_dir
-            block_opts = BenchOptions(**{**opts.__dict__, "embed_dir": before})
-            if not force and is_current(target, d, block_opts):
-                console.print(f"{d.name}: already benchmarked in {target} (use --force to redo)")
-                continue
-            console.print(d.name)
-            summary = run_bench(d, target, block_opts)
-            for line in describe(summary):
-                console.print(f"  {line}")
-    exclude: set[str] = set()
-    if not probe_evaluation:
-        from cellmae.bench.benchmark import resolve_truth_dir
-        from cellmae.bench.probes import evaluation_perturbations
-        from cellmae.bench.relationships import load_relationships
-
-        srcs = resolve_truth_dir(opts).relationships  # a simulator truth/ folder -> its relationships.csv
-        group_path = groups or (find_group_file(rels[0]) if rels else None)
-        exclude = evaluation_perturbations(load_relationships(srcs, names=opts.relationship_names) if srcs else None,
-                                           read_groups(group_path) if group_path else None)
-    table = probe_blocks(map_dir, read_groups(probe_groups) if probe_groups else None, exclude=exclude,
-                         fold_column=probe_folds, progress=True, seed=seed)
-    protocol = {"held_out_perturbations": len(exclude), "fold_column": probe_folds,
-                "group_probe": str(probe_groups) if probe_groups else None}
-    best = write_probes(table, out, probe_metric, protocol=protocol,
-                        evaluation_recall=evaluation_recall_by_block(out))
-    console.print(table.to_string(index=False))
-    console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); wrote {out}/probes.csv, best_block.json")
+    result = run_blocks(map_dir, out, opts, embed_model_dir=embed_dir, bench=not probes_only,
+                        probe_groups=probe_groups, probe_metric=probe_metric, probe_folds=probe_folds,
+                        held_out=not probe_evaluation, force=force, progress=True, say=console.print)
+    best = result.best
+    console.print(result.probes.to_string(index=False))
+    console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); "
+                  f"wrote {out}/{BENCH_PROBES_FILE}, {BEST_BLOCK_FILE}")
 
 
 def curate(

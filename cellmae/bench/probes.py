@@ -14,19 +14,19 @@ left out of every probe (``evaluation_perturbations`` collects those of the rela
 and functional groups of the evaluation), and the group task takes a groups table of its own.
 Accuracy, balanced accuracy and macro-F1 come from the pooled out-of-fold predictions; the best
 block (by ``mean_balanced_accuracy`` unless asked otherwise) goes to ``best_block.json``;
-``cellmae embed --block auto`` reads it via :func:`read_best_block`.
+``cellmae embed --block auto`` reads it via :func:`cellmae.layout.read_best_block`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
 from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
 from cellmae.utils.atomic import atomic_path, write_text_atomic
@@ -35,9 +35,6 @@ TASKS = ("perturbation", "group")
 SCORES = ("balanced_accuracy", "accuracy", "f1")
 DEFAULT_METRIC = "mean_balanced_accuracy"
 PROBE_COLUMNS = ["block", "task", "balanced_accuracy", "accuracy", "f1", "chance", "n_samples", "n_classes", "n_folds"]
-PROBES_FILE = "probes.csv"
-BEST_BLOCK_FILE = "best_block.json"
-_BLOCK_RE = re.compile(r"^block(\d+)$")
 
 
 def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
@@ -45,11 +42,7 @@ def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
     root = Path(map_model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
-    found = {}
-    for d in sorted(root.iterdir()):
-        m = _BLOCK_RE.match(d.name)
-        if m and (d / ALIGNED_FILE).is_file():
-            found[int(m.group(1))] = d
+    found = {n: d for n, d in layout.block_dirs(root).items() if (d / ALIGNED_FILE).is_file()}
     if not found:
         raise FileNotFoundError(f"{root}: no block{{NN}}/{ALIGNED_FILE} subfolders (expected `cellmae map` outputs per block)")
     return found
@@ -234,14 +227,13 @@ def evaluation_recall_by_block(bench_model_dir: str | Path, key: str = "recall_0
     from cellmae.bench.summary import SUMMARY_FILE, read_summary
 
     out = {}
-    for d in sorted(Path(bench_model_dir).glob("block*")):
-        m = _BLOCK_RE.match(d.name)
-        if not (m and (d / SUMMARY_FILE).is_file()):
+    for n, d in layout.block_dirs(bench_model_dir).items():
+        if not (d / SUMMARY_FILE).is_file():
             continue
         vals = [r.get(key) for r in (read_summary(d).get("recall") or {}).values()]
         vals = [float(v) for v in vals if v is not None]
         if vals:
-            out[str(int(m.group(1)))] = float(np.mean(vals))
+            out[str(n)] = float(np.mean(vals))
     return out
 
 
@@ -257,24 +249,8 @@ def write_probes(table: pd.DataFrame, out_dir: str | Path, metric: str = DEFAULT
         best["protocol"] = protocol
     if evaluation_recall:
         best["evaluation_recall"] = {str(k): float(v) for k, v in evaluation_recall.items()}
-    with atomic_path(out_dir / PROBES_FILE) as tmp:
+    with atomic_path(out_dir / layout.BENCH_PROBES_FILE) as tmp:
         table.to_csv(tmp, index=False)
-    write_text_atomic(out_dir / BEST_BLOCK_FILE, json.dumps(best, indent=2) + "\n")
+    write_text_atomic(out_dir / layout.BEST_BLOCK_FILE, json.dumps(best, indent=2) + "\n")
     return best
 
-
-def read_best_block(path: str | Path) -> int:
-    """The block number recorded in ``best_block.json`` (or in the folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / BEST_BLOCK_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run `cellmae bench` on a map folder with block subfolders first)")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    block = record.get("block") if isinstance(record, dict) else None
-    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-        raise ValueError(f"{path}: 'block' must be a positive integer, got {block!r}")
-    return block

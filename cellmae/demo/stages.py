@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from cellmae import layout
 from cellmae.demo.settings import DemoSettings
 
 
@@ -72,16 +73,16 @@ def embed(s: DemoSettings, screen: Path, source: str | Path, out: Path, *, block
             "blocks": sorted(int(b) for b in summary.paths)}
 
 
-def block_dirs(embed_model_dir: Path) -> list[Path]:
-    """The ``block{NN}`` folders an embed run wrote, in block order."""
-    return sorted(p for p in embed_model_dir.glob("block[0-9]*") if p.is_dir())
+def block_dirs(model_dir: Path) -> list[Path]:
+    """The ``blockNN`` folders of a stage's ``<model>`` folder, in block order."""
+    return list(layout.block_dirs(model_dir).values())
 
 
 def _drop_stale_blocks(folder: Path, keep: set[str]) -> None:
-    """Remove ``block{NN}`` folders a previous run left that this run's embeddings no longer have,
+    """Remove ``blockNN`` folders a previous run left that this run's embeddings no longer have,
     so later stages and the report never mix blocks of two different runs."""
-    for d in folder.glob("block[0-9]*"):
-        if d.is_dir() and d.name not in keep:
+    for d in block_dirs(folder):
+        if d.name not in keep:
             shutil.rmtree(d)
 
 
@@ -89,11 +90,12 @@ def build_maps(s: DemoSettings, root: Path, model: str, advance: Callable[[], No
     """``RUN/map/<model>/<block>`` for every embedded block (filter, align, aggregate)."""
     from cellmae.profiles.pipeline import MapOptions, build_map
 
-    embedded = block_dirs(root / "embed" / model)
-    _drop_stale_blocks(root / "map" / model, {d.name for d in embedded})
+    run = layout.RunDir(root)
+    embedded = block_dirs(run.embed(model))
+    _drop_stale_blocks(run.map(model), {d.name for d in embedded})
     done = []
     for d in embedded:
-        build_map(d, root / "map" / model / d.name, MapOptions(align=s.align))
+        build_map(d, run.map(model) / d.name, MapOptions(align=s.align))
         done.append(d.name)
         if advance:
             advance()
@@ -103,7 +105,7 @@ def build_maps(s: DemoSettings, root: Path, model: str, advance: Callable[[], No
 def relationship_sources(s: DemoSettings, screen: Path, root: Path) -> list[Path]:
     """The simulated truth (as ``sim-truth.csv``, so the report names it) plus the user's databases."""
     sources: list[Path] = []
-    truth = screen / "truth" / "relationships.csv"
+    truth = screen / layout.TRUTH_DIR / layout.TRUTH_RELATIONSHIPS_FILE
     if truth.is_file():
         named = root / "relationships" / "sim-truth.csv"
         named.parent.mkdir(parents=True, exist_ok=True)
@@ -114,50 +116,32 @@ def relationship_sources(s: DemoSettings, screen: Path, root: Path) -> list[Path
 
 def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes: bool,
                 advance: Callable[[], None] | None = None) -> dict:
-    """Every benchmark of every block of ``model``; block probes when there are several blocks."""
-    from cellmae.bench.benchmark import BenchOptions, run_bench
-    from cellmae.bench.inputs import read_groups
-    from cellmae.bench.probes import (
-        evaluation_perturbations,
-        evaluation_recall_by_block,
-        probe_blocks,
-        write_probes,
-    )
-    from cellmae.bench.relationships import load_relationships
+    """Every benchmark of every block of ``model`` (cellmae.bench.blocks.run_blocks, as `cellmae bench`
+    on a folder of blocks); block probes when there are several blocks.
 
-    truth = screen / "truth"
+    The block is chosen on held-out perturbations: every gene the recall or the functional groups
+    score is left out of the probes (on the simulated screen the compounds remain), and the functional
+    groups are not a probe task because the recall's pairs come from them."""
+    from cellmae.bench.benchmark import BenchOptions
+    from cellmae.bench.blocks import run_blocks
+
+    run = layout.RunDir(root)
+    truth = screen / layout.TRUTH_DIR
     rels = relationship_sources(s, screen, root)
-    groups = truth / "genes.csv" if (truth / "genes.csv").is_file() else None
-    compounds = truth / "compounds.csv" if (truth / "compounds.csv").is_file() else None
-    out: dict = {}
-    map_dirs = [root / "map" / model / d.name for d in block_dirs(root / "embed" / model)]
-    for folder in (root / "map" / model, root / "bench" / model):  # probes read every map block folder
-        _drop_stale_blocks(folder, {d.name for d in map_dirs})
-    for d in map_dirs:
-        opts = BenchOptions(relationships=rels or None, groups=groups, truth_compounds=compounds,
-                            embed_dir=root / "embed" / model / d.name, seed=s.seed)
-        out[d.name] = run_bench(d, root / "bench" / model / d.name, opts).get("recall")
-        if advance:
-            advance()
-    if probes and len(map_dirs) > 1:
-        # The block is chosen on held-out perturbations: every gene the recall or the functional groups
-        # score is left out of the probes (on the simulated screen the compounds remain), and the
-        # functional groups are not a probe task because the recall's pairs come from them.
-        exclude = evaluation_perturbations(load_relationships(rels) if rels else None,
-                                           read_groups(groups) if groups else None)
-        try:
-            table = probe_blocks(root / "map" / model, exclude=exclude, seed=s.seed)
-        except ValueError as e:  # no held-out perturbation to probe on: no choice rather than a leaky one
-            out["probes_skipped"] = str(e)
-            for name in ("probes.csv", "best_block.json"):
-                (root / "bench" / model / name).unlink(missing_ok=True)
-            return out
-        protocol = {"held_out_perturbations": len(exclude), "fold_column": "Metadata_Plate", "group_probe": None}
-        out["best_block"] = write_probes(table, root / "bench" / model, protocol=protocol,
-                                         evaluation_recall=evaluation_recall_by_block(root / "bench" / model))["block"]
-    else:  # a single block needs no choice; an old choice would point at blocks no longer here
-        for name in ("probes.csv", "best_block.json"):
-            (root / "bench" / model / name).unlink(missing_ok=True)
+    genes, compounds = truth / layout.TRUTH_GENES_FILE, truth / layout.TRUTH_COMPOUNDS_FILE
+    opts = BenchOptions(relationships=rels or None, groups=genes if genes.is_file() else None,
+                        truth_compounds=compounds if compounds.is_file() else None, seed=s.seed)
+    keep = {d.name for d in block_dirs(run.embed(model))}
+    for folder in (run.map(model), run.bench(model)):  # probes read every map block folder
+        _drop_stale_blocks(folder, keep)
+    # force: the demo's own stage markers decide when to rerun; a rerun recomputes every block
+    result = run_blocks(run.map(model), run.bench(model), opts, embed_model_dir=run.embed(model),
+                        probes=probes and len(keep) > 1, probes_optional=True, force=True, advance=advance)
+    out: dict = {name: summary.get("recall") for name, summary in result.summaries.items()}
+    if result.probes_skipped:
+        out["probes_skipped"] = result.probes_skipped
+    if result.best is not None:
+        out["best_block"] = result.best["block"]
     return out
 
 

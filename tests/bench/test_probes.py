@@ -10,9 +10,9 @@ from cellmae.bench.probes import (
     group_probe,
     perturbation_probe,
     probe_blocks,
-    read_best_block,
     write_probes,
 )
+from cellmae.layout import read_best_block
 
 
 @pytest.fixture(scope="module")
