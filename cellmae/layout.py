@@ -35,6 +35,19 @@ TRUTH_COMPOUNDS_FILE = "compounds.csv"
 
 SHARDS_INFO_FILE = "cellmae_shards.json"
 
+# a saved model folder (ours, from save_pretrained, and a Hugging Face Hub model repo share them)
+MODEL_WEIGHTS_FILE = "model.safetensors"
+MODEL_CONFIG_FILE = "config.json"
+MODEL_CARD_FILE = "README.md"
+MODEL_FILES = [MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, MODEL_CARD_FILE]  # what a model repo needs, all we fetch
+
+TRAIN_CONFIG_FILE = "train_config.yaml"
+TRAIN_SUMMARY_FILE = "summary.json"
+TRAIN_METRICS_FILE = "metrics.csv"
+TRAIN_RECON_DIR = "recon"
+TRAIN_CHECKPOINT_DIR = "checkpoints"
+TRAIN_LAST_CHECKPOINT = "last.ckpt"
+
 EMBED_CONFIG_FILE = "embed_config.json"
 EMBED_PART_FILE = "part-0.parquet"
 EMBED_PROGRESS_DIR = "_progress"
@@ -57,6 +70,16 @@ CURATION_KEPT_FILE = "kept_wells.csv"
 CURATION_REPORT_FILE = "curation_report.json"
 
 REPORT_FILE = "report.html"
+DEMO_FILE = "demo.json"
+TRANSFER_DIR = "transfer"  # RUN/transfer is a run folder of its own (screen/, embed/, map/, bench/)
+
+# the scaling study (cellmae.demo.scaling): one training run per grid cell under runs/, one table, one plot
+SCALING_TABLE_FILE = "scaling.csv"
+SCALING_PLOT_FILE = "scaling.png"
+SCALING_RUNS_DIR = "runs"
+
+# stage folders of a run
+SCREEN_DIR, SHARDS_DIR, TRAIN_DIR, EMBED_DIR, MAP_DIR, BENCH_DIR = "screen", "shards", "train", "embed", "map", "bench"
 
 # ---- block naming --------------------------------------------------------------------------
 _BLOCK_RE = re.compile(r"^block(\d+)$")
@@ -117,29 +140,43 @@ class RunDir:
 
     @property
     def screen(self) -> Path:
-        return self.root / "screen"
+        return self.root / SCREEN_DIR
 
     @property
     def shards(self) -> Path:
-        return self.root / "shards"
+        return self.root / SHARDS_DIR
 
     @property
     def report(self) -> Path:
         return self.root / REPORT_FILE
 
+    @property
+    def demo_file(self) -> Path:
+        return self.root / DEMO_FILE
+
+    @property
+    def transfer(self) -> RunDir:
+        return RunDir(self.root / TRANSFER_DIR)
+
+    def stage(self, stage: str) -> Path:
+        """``RUN/<stage>`` for ``train``, ``embed``, ``map`` or ``bench`` (the folder of per-model folders)."""
+        if stage not in (TRAIN_DIR, EMBED_DIR, MAP_DIR, BENCH_DIR):
+            raise ValueError(f"unknown stage {stage!r}: expected one of train, embed, map, bench")
+        return self.root / stage
+
     def train(self, model: str) -> Path:
-        return self.root / "train" / model
+        return self.root / TRAIN_DIR / model
 
     def embed(self, model: str, block: int | None = None) -> Path:
-        base = self.root / "embed" / model
+        base = self.root / EMBED_DIR / model
         return base if block is None else base / block_name(block)
 
     def map(self, model: str, block: int | None = None) -> Path:
-        base = self.root / "map" / model
+        base = self.root / MAP_DIR / model
         return base if block is None else base / block_name(block)
 
     def bench(self, model: str, block: int | None = None) -> Path:
-        base = self.root / "bench" / model
+        base = self.root / BENCH_DIR / model
         return base if block is None else base / block_name(block)
 
     def best_block_file(self, model: str) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.bench.batch_effects import BATCH_COLUMNS, batch_summary, batch_table
 from cellmae.bench.compound_gene import compound_gene_benchmark, compound_gene_summary
 from cellmae.bench.consistency import consistency_summary, replicate_consistency, replicate_similarity_test
@@ -31,6 +32,7 @@ from cellmae.bench.inputs import (
     read_map_dir,
     read_profiles,
 )
+from cellmae.bench.recall import recall_columns
 from cellmae.bench.summary import BENCH_KIND, SCHEMA_VERSION, recall_summary, write_summary
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION
 from cellmae.utils.errors import InputError, writing
@@ -38,7 +40,8 @@ from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, read_manifest, 
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILES = ("recall.csv", "consistency.csv", "map_copairs.csv", "compound_gene.csv", "batch.csv", "summary.json")
+OUTPUT_FILES = (layout.BENCH_RECALL_FILE, layout.BENCH_CONSISTENCY_FILE, layout.BENCH_MAP_FILE,
+                layout.BENCH_COMPOUND_GENE_FILE, layout.BENCH_BATCH_FILE, layout.BENCH_SUMMARY_FILE)
 
 
 @dataclass
@@ -84,12 +87,12 @@ def resolve_truth_dir(opts: BenchOptions) -> BenchOptions:
 
     sources, compounds = [], opts.truth_compounds
     for p in _sources(opts):
-        is_truth = p.is_dir() and (p / "relationships.csv").is_file() and not any(
+        is_truth = p.is_dir() and (p / layout.TRUTH_RELATIONSHIPS_FILE).is_file() and not any(
             (p / f"{n}{ext}").is_file() for n in DEFAULT_SOURCES for ext in (".txt", ".csv"))
         if is_truth:
-            sources.append(p / "relationships.csv")
-            if compounds is None and (p / "compounds.csv").is_file():
-                compounds = p / "compounds.csv"
+            sources.append(p / layout.TRUTH_RELATIONSHIPS_FILE)
+            if compounds is None and (p / layout.TRUTH_COMPOUNDS_FILE).is_file():
+                compounds = p / layout.TRUTH_COMPOUNDS_FILE
         else:
             sources.append(p)
     if not sources:
@@ -165,14 +168,14 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
 
     if opts.relationships is None:
         skipped["recall"] = "no --relationships given"
-        tables["recall.csv"] = pd.DataFrame(columns=["null_distribution_size", "query_distribution_size", "source"])
+        tables[layout.BENCH_RECALL_FILE] = pd.DataFrame(columns=recall_columns(()))
         summary["recall"] = None
     else:
-        tables["recall.csv"] = _recall(aggregated, opts)
-        summary["recall"] = recall_summary(tables["recall.csv"])
+        tables[layout.BENCH_RECALL_FILE] = _recall(aggregated, opts)
+        summary["recall"] = recall_summary(tables[layout.BENCH_RECALL_FILE])
 
     cons = replicate_consistency(aligned, n_null=opts.n_null, null_from=opts.consistency_null, seed=opts.seed)
-    tables["consistency.csv"] = cons
+    tables[layout.BENCH_CONSISTENCY_FILE] = cons
     summary["consistency"] = consistency_summary(cons)
     try:
         summary["consistency"]["replicate_test"] = replicate_similarity_test(
@@ -196,8 +199,8 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
                                         seed=opts.seed, max_groups=opts.max_groups))
         except ValueError as e:
             skipped["map_consistency"] = str(e)
-    tables["map_copairs.csv"] = pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(columns=MAP_COLUMNS)
-    summary["map"] = map_summary(tables["map_copairs.csv"])
+    tables[layout.BENCH_MAP_FILE] = pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(columns=MAP_COLUMNS)
+    summary["map"] = map_summary(tables[layout.BENCH_MAP_FILE])
 
     summary["compound_gene"] = None
     if not is_compound(aggregated.meta).any():
@@ -208,7 +211,7 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         try:
             cg = compound_gene_benchmark(aggregated, read_compound_targets(opts.truth_compounds),
                                          min_negatives=opts.n_negatives, seed=opts.seed)
-            tables["compound_gene.csv"] = cg
+            tables[layout.BENCH_COMPOUND_GENE_FILE] = cg
             summary["compound_gene"] = compound_gene_summary(cg, seed=opts.seed)
         except ValueError as e:
             skipped["compound_gene"] = str(e)
@@ -218,10 +221,10 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         skipped["batch_before"] = "no --embed-dir given (raw embeddings before alignment)"
     if opts.batch_column not in aligned.meta.columns:
         skipped["batch"] = f"no {opts.batch_column} column in the aligned table"
-        tables["batch.csv"] = pd.DataFrame(columns=BATCH_COLUMNS)
+        tables[layout.BENCH_BATCH_FILE] = pd.DataFrame(columns=BATCH_COLUMNS)
     else:
-        tables["batch.csv"] = batch_table(aligned, before, batch_column=opts.batch_column, seed=opts.seed)
-    summary["batch"] = batch_summary(tables["batch.csv"])
+        tables[layout.BENCH_BATCH_FILE] = batch_table(aligned, before, batch_column=opts.batch_column, seed=opts.seed)
+    summary["batch"] = batch_summary(tables[layout.BENCH_BATCH_FILE])
     summary["skipped"] = skipped
 
     with writing(out_dir), committed_dir(out_dir, BENCH_KIND, bench_settings(opts), inputs) as tmp:

@@ -17,6 +17,10 @@ from cellmae.bench.inputs import Profiles, perturbation_keys
 from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 
 NULL_FROM = ("other", "controls")
+# consistency.csv columns that readers (the report) use
+MEAN_COSINE = "mean_cosine"
+NULL_MEAN = "null_mean"
+P_VALUE = "p_value"
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -128,13 +132,13 @@ def replicate_consistency(
         PERTURBATION_TYPE: meta[PERTURBATION_TYPE].to_numpy()[first],
         CONCENTRATION: meta[CONCENTRATION].to_numpy()[first] if CONCENTRATION in meta.columns else np.nan,
         "n_replicates": counts,
-        "mean_cosine": score,
+        MEAN_COSINE: score,
         "null_set_size": k,
-        "null_mean": null_mean,
+        NULL_MEAN: null_mean,
         "null_std": null_std,
-        "p_value": p_value,
+        P_VALUE: p_value,
     })[keep].reset_index(drop=True)
-    out["significant"] = out["p_value"] <= 0.05
+    out["significant"] = out[P_VALUE] <= 0.05
     out["null_from"] = null_from
     return out
 
@@ -144,8 +148,8 @@ def consistency_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict:
     n = len(table)
     return {
         "n_perturbations": n,
-        "fraction_p_le_0.05": float((table["p_value"] <= alpha).mean()) if n else None,
-        "median_mean_cosine": float(table["mean_cosine"].median()) if n else None,
+        "fraction_p_le_0.05": float((table[P_VALUE] <= alpha).mean()) if n else None,
+        "median_mean_cosine": float(table[MEAN_COSINE].median()) if n else None,
     }
 
 

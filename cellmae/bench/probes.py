@@ -34,7 +34,8 @@ from cellmae.utils.atomic import atomic_path, write_text_atomic
 TASKS = ("perturbation", "group")
 SCORES = ("balanced_accuracy", "accuracy", "f1")
 DEFAULT_METRIC = "mean_balanced_accuracy"
-PROBE_COLUMNS = ["block", "task", "balanced_accuracy", "accuracy", "f1", "chance", "n_samples", "n_classes", "n_folds"]
+BLOCK, TASK = "block", "task"  # probes.csv columns that readers (the report) use
+PROBE_COLUMNS = [BLOCK, TASK, *SCORES, "chance", "n_samples", "n_classes", "n_folds"]
 
 
 def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:

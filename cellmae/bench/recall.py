@@ -26,9 +26,26 @@ from cellmae.data.schema import CONCENTRATION, PERTURBATION, feature_columns
 DEFAULT_THRESHOLDS: tuple[tuple[float, float], ...] = ((0.05, 0.95), (0.1, 0.9))
 
 
+# recall.csv columns (EFAAR_benchmarking's ``compute_recall`` layout); readers import these names.
+NULL_SIZE = "null_distribution_size"
+QUERY_SIZE = "query_distribution_size"
+SOURCE = "source"
+RECALL_PREFIX = "recall_"
+
+
 def recall_column(lo: float, hi: float) -> str:
     """Column name of recall at thresholds (lo, hi), as the reference writes it."""
-    return f"recall_{float(lo)}_{float(hi)}"
+    return f"{RECALL_PREFIX}{float(lo)}_{float(hi)}"
+
+
+def recall_columns(thresholds: Sequence[tuple[float, float]] = DEFAULT_THRESHOLDS) -> list[str]:
+    """The columns of a recall table at these threshold pairs, in order."""
+    return [NULL_SIZE, QUERY_SIZE, *[recall_column(lo, hi) for lo, hi in thresholds], SOURCE]
+
+
+def recall_value_columns(columns) -> list[str]:
+    """The recall columns (``recall_<lo>_<hi>``) of a recall table, in the table's order (strictest first)."""
+    return [c for c in columns if str(c).startswith(RECALL_PREFIX)]
 
 
 def _largest_rank_at_or_below(fraction: float, n: int) -> int:
@@ -110,7 +127,7 @@ def known_relationship_recall(
     for source, df in relationships.items():
         i1, i2 = _normalized_pair_indices(df, index, source)
         query = np.einsum("ij,ij->i", unit[i1], unit[i2])
-        row: dict[str, object] = {"null_distribution_size": n, "query_distribution_size": len(query)}
+        row: dict[str, object] = {NULL_SIZE: n, QUERY_SIZE: len(query)}
         for lo, hi, k_lo, k_hi in plan:
             if k_lo < 0:
                 low = np.zeros(len(query), bool)
@@ -126,10 +143,9 @@ def known_relationship_recall(
                 high = query > order_stats[k_hi - 1]
             hits = int(np.count_nonzero(low | high))
             row[recall_column(lo, hi)] = hits / len(query) if len(query) else float("nan")
-        row["source"] = source
+        row[SOURCE] = source
         rows.append(row)
-    columns = ["null_distribution_size", "query_distribution_size", *[recall_column(lo, hi) for lo, hi in pairs_thr], "source"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=recall_columns(pairs_thr))
 
 
 def aggregated_recall(

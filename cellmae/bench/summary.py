@@ -31,10 +31,12 @@ SCHEMA_VERSION = 1
 
 def recall_summary(table: pd.DataFrame) -> dict:
     """``{source: {recall_<lo>_<hi>: value, ..., n_pairs: q}}`` from the recall table."""
-    cols = [c for c in table.columns if c.startswith("recall_")]
+    from cellmae.bench.recall import QUERY_SIZE, SOURCE, recall_value_columns
+
+    cols = recall_value_columns(table.columns)
     out = {}
     for _, r in table.iterrows():
-        out[str(r["source"])] = {**{c: r[c] for c in cols}, "n_pairs": int(r["query_distribution_size"])}
+        out[str(r[SOURCE])] = {**{c: r[c] for c in cols}, "n_pairs": int(r[QUERY_SIZE])}
     return out
 
 

@@ -10,7 +10,7 @@ from cellmae.demo.settings import DemoSettings as _Defaults  # light module: no 
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``demo`` command to ``app``."""
+    """Add ``demo`` and ``scaling-study`` (an experiment on top of the stages) to ``app``."""
 
     @app.command("demo")
     def demo(
@@ -61,3 +61,23 @@ def register(app: typer.Typer) -> None:
         for table in summary_tables(result):
             console.print(table)
         typer.echo(f"report: {result.report}")
+    @app.command("scaling-study")
+    def scaling_study(
+        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Overrides for every job."),
+        config: str = typer.Option("tiny-camae", "--config", "-c", help="Base preset or YAML file."),
+        shards: Path = typer.Option(..., "--shards", "-s", help="Shard folder (or screen folder) to train on."),
+        out: Path = typer.Option(..., "--out", "-o", help="Study folder: one run per grid cell + scaling.csv/png."),
+        models: str = typer.Option(..., "--models", help="Comma-separated model presets (the model-size axis)."),
+        fractions: str = typer.Option("1.0", "--fractions", help="Comma-separated data fractions (0, 1]."),
+        bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
+        resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished jobs, resume killed ones."),
+    ) -> None:
+        """Train a grid of model sizes x data sizes (one subprocess per job) and plot loss vs compute."""
+        from cellmae.demo.scaling import run_scaling_study
+        from cellmae.layout import SCALING_PLOT_FILE, SCALING_TABLE_FILE
+
+        table = run_scaling_study(config, shards, out, models=[m.strip() for m in models.split(",") if m.strip()],
+                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides or [],
+                                  bench_dir=bench, resume=resume)
+        typer.echo(table.to_string(index=False))
+        typer.echo(f"wrote {out / SCALING_TABLE_FILE} and {out / SCALING_PLOT_FILE}")

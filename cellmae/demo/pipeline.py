@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cellmae import layout
 from cellmae.demo import stages
-from cellmae.demo.settings import MODEL, TRANSFER_DIR, DemoSettings
+from cellmae.demo.settings import MODEL, DemoSettings
 from cellmae.utils.atomic import write_text_atomic
 
 MARKER_DIR = ".demo"
-DEMO_FILE = "demo.json"
 
 
 @dataclass
@@ -91,7 +91,7 @@ def _loop_progress(console: Console, disable: bool) -> Progress:
 def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Path, model: str, key: str,
                    *, probes: bool, prefix: str = "") -> str:
     def do_map(_: bool) -> dict:
-        n = len(stages.block_dirs(root / "embed" / model))
+        n = len(stages.block_dirs(layout.RunDir(root).embed(model)))
         with _loop_progress(runner.console, not s.progress) as bar:
             task = bar.add_task(f"map {model}", total=n)
             return stages.build_maps(s, root, model, advance=lambda: bar.advance(task))
@@ -100,7 +100,7 @@ def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Pat
     runner.run(f"{prefix}map {model}", key, do_map)
 
     def do_bench(_: bool) -> dict:
-        n = len(stages.block_dirs(root / "map" / model))
+        n = len(stages.block_dirs(layout.RunDir(root).map(model)))
         with _loop_progress(runner.console, not s.progress) as bar:
             task = bar.add_task(f"bench {model}", total=n)
             return stages.bench_model(s, root, screen, model, probes=probes, advance=lambda: bar.advance(task))
@@ -111,8 +111,8 @@ def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Pat
 
 
 def _best_block(root: Path, model: str) -> int | None:
-    path = root / "bench" / model / "best_block.json"
-    return int(json.loads(path.read_text())["block"]) if path.is_file() else None
+    path = layout.RunDir(root).best_block_file(model)
+    return layout.read_best_block(path) if path.is_file() else None
 
 
 def _plan_size(s: DemoSettings) -> int:
@@ -127,13 +127,14 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
     """Run the whole pipeline into ``s.out`` and return where everything went."""
     console = console or Console()
     root = s.out
+    run = layout.RunDir(root)
     root.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(root, console)
     runner.total = _plan_size(s)
 
     # 1. the screen
     if s.screen is None:
-        screen = root / "screen"
+        screen = run.screen
         screen_key = s.stage_key("preset", "seed", "simulate_overrides")
         runner.run("simulate", screen_key, lambda ow: stages.simulate(s, screen, s.preset, overwrite=ow))
     else:
@@ -143,18 +144,18 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
     # 2. the model (trained here unless a checkpoint is given)
     trained: dict[str, tuple[str | Path, str]] = {}  # name -> (embed source, key)
     if s.checkpoint is None:
-        shard_dir = root / "shards"
+        shard_dir = run.shards
         shard_key = s.stage_key("crop_size", "crops_per_field", "seed", upstream=screen_key)
         runner.run("shards", shard_key, lambda ow: stages.shards(s, screen, shard_dir, overwrite=ow))
         key = s.stage_key("train_config", "steps", "max_train_minutes", "train_overrides", upstream=shard_key)
         runner.run(f"train {MODEL}", key, lambda ow: stages.train(
-            s, shard_dir, root / "train" / MODEL, config=s.train_config, overwrite=ow))
-        trained[MODEL] = (root / "train" / MODEL, key)
+            s, shard_dir, run.train(MODEL), config=s.train_config, overwrite=ow))
+        trained[MODEL] = (run.train(MODEL), key)
         if s.wsl:
             wkey = s.stage_key("steps", "max_train_minutes", upstream=shard_key)
             runner.run("train wsl", wkey, lambda ow: stages.train(
-                s, shard_dir, root / "train" / "wsl", config="tiny-wsl", overwrite=ow, user_overrides=False))
-            trained["wsl"] = (root / "train" / "wsl", wkey)
+                s, shard_dir, run.train("wsl"), config="tiny-wsl", overwrite=ow, user_overrides=False))
+            trained["wsl"] = (run.train("wsl"), wkey)
     else:
         trained[MODEL] = (s.checkpoint, s.stage_key("checkpoint"))
     model_dir, model_key = trained[MODEL]
@@ -173,14 +174,14 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
         methods["handcrafted"] = ("handcrafted", None, s.stage_key(upstream=screen_key))
     for name, (src, blocks, key) in methods.items():
         runner.run(f"embed {name}", key, lambda ow, src=src, blocks=blocks, name=name: stages.embed(
-            s, screen, src, root / "embed" / name, blocks=blocks, overwrite=ow,
+            s, screen, src, run.embed(name), blocks=blocks, overwrite=ow,
             pool="mean" if name == "wsl" else None))  # the WSL classifier has no CLS token
         _map_and_bench(runner, s, root, screen, name, key, probes=blocks is not None)
 
     # 4. channel transfer: the same models on a screen with other channels, at each model's best block
     if s.transfer_preset:
-        troot = root / TRANSFER_DIR
-        tscreen = troot / "screen"
+        troot = run.transfer.root
+        tscreen = run.transfer.screen
         tkey = s.stage_key("transfer_preset", "seed", "simulate_overrides")
         runner.run("transfer simulate", tkey, lambda ow: stages.simulate(s, tscreen, s.transfer_preset, overwrite=ow))
         for name, (src, blocks, key) in methods.items():
@@ -190,11 +191,11 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
             tb = best if best is not None else (None if blocks is None else "last")
             ekey = s.stage_key(upstream=key + tkey + str(tb))
             runner.run(f"transfer embed {name}", ekey, lambda ow, src=src, tb=tb, name=name: stages.embed(
-                s, tscreen, src, troot / "embed" / name, blocks=tb, overwrite=ow))
+                s, tscreen, src, run.transfer.embed(name), blocks=tb, overwrite=ow))
             _map_and_bench(runner, s, troot, tscreen, name, ekey, probes=False, prefix="transfer ")
 
     # 5. the report (always rebuilt: cheap, and it shows this run's timings)
-    result = DemoResult(root, root / "report.html", runner.records, headline_numbers(root))
+    result = DemoResult(root, run.report, runner.records, headline_numbers(root))
     _write_demo_json(s, result)
     runner.run("report", f"always-{time.time()}", lambda _: stages.report(root))
     result.stages = runner.records
@@ -228,7 +229,7 @@ def headline_numbers(root: Path) -> list[dict]:
             continue
         for m in r.methods:
             if m.bench_dir is not None:
-                rows.append({"method": f"{label}{m.model}", "block": m.block, **_recall_of(m.bench_dir / "summary.json")})
+                rows.append({"method": f"{label}{m.model}", "block": m.block, **_recall_of(m.bench_dir / layout.BENCH_SUMMARY_FILE)})
     return rows
 
 
@@ -240,7 +241,7 @@ def _write_demo_json(s: DemoSettings, result: DemoResult) -> None:
         "total_seconds_this_run": round(result.seconds, 1),
         "headline": result.headline,
     }
-    write_text_atomic(result.root / DEMO_FILE, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(layout.RunDir(result.root).demo_file, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def summary_tables(result: DemoResult) -> list[Table]:

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MODEL = "camae"  # the trained model's name under RUN/train, RUN/embed, ... (DESIGN.md run layout)
-TRANSFER_DIR = "transfer"  # RUN/transfer is a run directory of its own (screen/, embed/, map/, bench/)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cellmae.models.files import CARD_NAME, MODEL_FILES
+from cellmae.layout import MODEL_CARD_FILE, MODEL_FILES
 
 
 def _params(model: Any) -> tuple[int, int]:
@@ -88,7 +88,7 @@ def model_card(model: Any, meta: dict[str, Any], *, name: str | None = None) -> 
 
 
 def write_model_card(model: Any, directory: str | os.PathLike, meta: dict[str, Any]) -> Path:
-    path = Path(directory) / CARD_NAME
+    path = Path(directory) / MODEL_CARD_FILE
     path.write_text(model_card(model, meta))
     return path
 
@@ -104,14 +104,15 @@ def push_to_hub(
     """
     from huggingface_hub import HfApi
 
-    from cellmae.models.checkpoint import CONFIG_NAME, FORMAT, save_pretrained
+    from cellmae.layout import MODEL_CONFIG_FILE
+    from cellmae.models.checkpoint import FORMAT, save_pretrained
 
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cellmae-push-") as tmp:
         if isinstance(model, str | os.PathLike):
             folder = Path(model)
-            meta = json.loads((folder / CONFIG_NAME).read_text()) if (folder / CONFIG_NAME).is_file() else {}
+            meta = json.loads((folder / MODEL_CONFIG_FILE).read_text()) if (folder / MODEL_CONFIG_FILE).is_file() else {}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{folder}: not a save_pretrained() folder (no cellmae config.json); save the model first")
         else:

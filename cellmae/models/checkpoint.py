@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cellmae import __version__
+from cellmae.layout import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from cellmae.models.card import write_model_card
-from cellmae.models.files import CONFIG_NAME, WEIGHTS_NAME
 from cellmae.models.registry import model_from_config
 from cellmae.utils.atomic import atomic_dir, chmod_like_open
 from cellmae.utils.errors import reading
@@ -44,16 +44,16 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, extra: di
     # clone + contiguous: safetensors refuses shared or strided storage
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        chmod_like_open(tmp / WEIGHTS_NAME)  # safetensors writes 0600
-        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        save_file(state, str(tmp / MODEL_WEIGHTS_FILE), metadata={"format": "pt"})
+        chmod_like_open(tmp / MODEL_WEIGHTS_FILE)  # safetensors writes 0600
+        (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         write_model_card(model, tmp, meta)
     return directory
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The ``config.json`` of a saved model (the model config is under "config")."""
-    path = Path(directory) / CONFIG_NAME
+    path = Path(directory) / MODEL_CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no config.json; is {directory} a save_pretrained() folder?")
     try:
@@ -92,7 +92,7 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str | torch.d
     (e.g. ``drop_path_rate=0``, ``mask_ratio``)."""
     directory = Path(directory)
     meta = read_config(directory)
-    weights = directory / WEIGHTS_NAME
+    weights = directory / MODEL_WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: weights file missing")
     model = model_from_config({**meta["config"], **overrides})

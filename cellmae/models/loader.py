@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellmae.models.files import CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME
+from cellmae.layout import MODEL_CONFIG_FILE, MODEL_FILES, MODEL_WEIGHTS_FILE
 
 HANDCRAFTED = "handcrafted"
 HUB_PREFIX = "hf:"
@@ -109,21 +109,21 @@ def _is_cellmae_config(path: Path) -> bool:
 def _load_path(path: Path, spec: str, map_location: str, strict_decoder: bool) -> Any:
     """A folder or a file: config.json and the weights' own bytes decide what it is."""
     folder = path if path.is_dir() else path.parent
-    cellmae_cfg = _is_cellmae_config(folder / CONFIG_NAME)
+    cellmae_cfg = _is_cellmae_config(folder / MODEL_CONFIG_FILE)
     if path.is_dir() and not cellmae_cfg:
         return _openphenom(_weights_in(path), spec, map_location, strict_decoder)
-    if cellmae_cfg and (path.is_dir() or path.name == WEIGHTS_NAME):
+    if cellmae_cfg and (path.is_dir() or path.name == MODEL_WEIGHTS_FILE):
         from cellmae.models.checkpoint import from_pretrained
 
         model = from_pretrained(folder, map_location=map_location)
-        return _tag(model, SourceInfo("cellmae", folder.name, spec, weights=str(folder / WEIGHTS_NAME)))
+        return _tag(model, SourceInfo("cellmae", folder.name, spec, weights=str(folder / MODEL_WEIGHTS_FILE)))
     return _openphenom(path, spec, map_location, strict_decoder)
 
 
 def _weights_in(folder: Path) -> Path:
     """The weights file of a downloaded model folder: model.safetensors, else its only weights file."""
-    if (folder / WEIGHTS_NAME).is_file():
-        return folder / WEIGHTS_NAME
+    if (folder / MODEL_WEIGHTS_FILE).is_file():
+        return folder / MODEL_WEIGHTS_FILE
     files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
     if len(files) != 1:
         raise ValueError(f"{folder}: expected model.safetensors (or one weights file), found "

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cellmae.layout import MODEL_CONFIG_FILE
 from cellmae.models.checkpoint import check_state_dict
-from cellmae.models.files import CONFIG_NAME
 from cellmae.models.registry import PRESETS, create_model, model_from_config
 from cellmae.models.weights_io import read_state_dict
 
@@ -60,7 +60,7 @@ def read_openphenom_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
 
 def read_hub_config(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The published ``config.json`` (maes_microscopy / Hugging Face MAEModel) in ``directory``, or None."""
-    path = Path(directory) / CONFIG_NAME
+    path = Path(directory) / MODEL_CONFIG_FILE
     if not path.is_file():
         return None
     try:

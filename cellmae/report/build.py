@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from cellmae import __version__
+from cellmae.layout import RunDir
 from cellmae.report.html import page_html
 from cellmae.report.load import load_run
 from cellmae.report.sections import all_sections
@@ -23,5 +24,5 @@ def report_html(run_dir: str | Path, *, title: str | None = None) -> str:
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, *, title: str | None = None) -> Path:
     """Write ``RUN/report.html`` (or ``out``) atomically and return its path."""
-    out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    out = Path(out) if out is not None else RunDir(run_dir).report
     return write_text_atomic(out, report_html(run_dir, title=title))

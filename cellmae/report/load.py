@@ -11,12 +11,12 @@ it as incomplete.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.bench.summary import BENCH_KIND
 from cellmae.profiles.io import MAP_KIND
 from cellmae.utils.errors import InputError
@@ -24,8 +24,6 @@ from cellmae.utils.manifest import read_manifest
 
 # Baselines are ordered after the trained models, in this order (DESIGN.md names them).
 BASELINES: tuple[str, ...] = ("random-init", "handcrafted", "wsl")
-TRANSFER_DIR = "transfer"
-_BLOCK_RE = re.compile(r"^block(\d+)$")
 
 
 class ReportInputError(ValueError):
@@ -86,17 +84,6 @@ class RunContents:
         return next((m for m in self.methods if m.model == model), None)
 
 
-def block_number(name: str) -> int | None:
-    """``block06`` -> 6; any other folder name -> None."""
-    m = _BLOCK_RE.match(name)
-    return int(m.group(1)) if m else None
-
-
-def block_name(n: int) -> str:
-    """6 -> ``block06`` (the embed stage's folder name)."""
-    return f"block{int(n):02d}"
-
-
 def read_csv(path: Path) -> pd.DataFrame | None:
     """A CSV file, or None when it does not exist."""
     if not path.is_file():
@@ -142,7 +129,8 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _sorted_blocks(names: set[str]) -> list[str]:
-    return sorted(names, key=lambda b: (block_number(b) is None, block_number(b) or 0, b))
+    number = layout.parse_block_name
+    return sorted(names, key=lambda b: (number(b) is None, number(b) or 0, b))
 
 
 def model_order(models: set[str], trained: set[str]) -> list[str]:
@@ -159,13 +147,14 @@ def model_order(models: set[str], trained: set[str]) -> list[str]:
 def load_training(root: Path) -> list[TrainingRun]:
     """Every ``RUN/train/<model>/`` with its metrics and reconstruction images."""
     runs = []
-    for d in _subdirs(root / "train"):
-        metrics = read_csv(d / "metrics.csv")
-        pngs = sorted((d / "recon").glob("*.png")) if (d / "recon").is_dir() else []
+    for d in _subdirs(layout.RunDir(root).stage(layout.TRAIN_DIR)):
+        metrics = read_csv(d / layout.TRAIN_METRICS_FILE)
+        recon = d / layout.TRAIN_RECON_DIR
+        pngs = sorted(recon.glob("*.png")) if recon.is_dir() else []
         if metrics is None and not pngs:
             continue
-        runs.append(TrainingRun(model=d.name, path=d, metrics=metrics, recon_pngs=pngs, config=read_json(d / "config.json"),
-                                summary=read_json(d / "summary.json")))
+        runs.append(TrainingRun(model=d.name, path=d, metrics=metrics, recon_pngs=pngs, config=read_json(d / layout.MODEL_CONFIG_FILE),
+                                summary=read_json(d / layout.TRAIN_SUMMARY_FILE)))
     return runs
 
 
@@ -175,7 +164,7 @@ def chosen_block(blocks: list[str], best: dict | None) -> str | None:
         return None
     if best is not None and "block" in best:
         raw = best["block"]
-        name = block_name(raw) if isinstance(raw, int) or str(raw).isdigit() else str(raw)
+        name = layout.block_name(int(raw)) if isinstance(raw, int) or str(raw).isdigit() else str(raw)
         if name in blocks:
             return name
     return blocks[-1]
@@ -213,10 +202,11 @@ def complete_embed_block(path: Path, incomplete: dict[str, str]) -> Path | None:
 
 def load_method(root: Path, model: str) -> MethodResult:
     """One method's embed/map/bench outputs at its chosen block (map and bench only when complete)."""
-    bench_model = root / "bench" / model
-    names = {p.name for base in ("embed", "map", "bench") for p in _subdirs(root / base / model)}
+    run = layout.RunDir(root)
+    bench_model = run.bench(model)
+    names = {p.name for base in (run.embed(model), run.map(model), bench_model) for p in _subdirs(base)}
     blocks = _sorted_blocks(names)
-    best = read_json(bench_model / "best_block.json")
+    best = read_json(bench_model / layout.BEST_BLOCK_FILE)
     bench_blocks = [b for b in blocks if (bench_model / b).is_dir()]
     block = chosen_block(bench_blocks or blocks, best)
     incomplete: dict[str, str] = {}
@@ -224,34 +214,35 @@ def load_method(root: Path, model: str) -> MethodResult:
         model=model,
         block=block,
         blocks=blocks,
-        embed_dir=complete_embed_block(root / "embed" / model / block, incomplete) if block else None,
-        map_dir=complete_dir(root / "map" / model / block, MAP_KIND, incomplete) if block else None,
+        embed_dir=complete_embed_block(run.embed(model) / block, incomplete) if block else None,
+        map_dir=complete_dir(run.map(model) / block, MAP_KIND, incomplete) if block else None,
         bench_dir=complete_dir(bench_model / block, BENCH_KIND, incomplete) if block else None,
-        probes=read_csv(bench_model / "probes.csv"),
+        probes=read_csv(bench_model / layout.BENCH_PROBES_FILE),
         best_block=best,
         incomplete=incomplete,
     )
     if res.bench_dir is not None:
-        res.summary = read_json(res.bench_dir / "summary.json") or {}
-        res.recall = read_csv(res.bench_dir / "recall.csv")
-        res.consistency = read_csv(res.bench_dir / "consistency.csv")
-        res.map_copairs = read_csv(res.bench_dir / "map_copairs.csv")
-        res.batch = read_csv(res.bench_dir / "batch.csv")
-        res.compound_gene = read_csv(res.bench_dir / "compound_gene.csv")
+        d = res.bench_dir
+        res.summary = read_json(d / layout.BENCH_SUMMARY_FILE) or {}
+        res.recall = read_csv(d / layout.BENCH_RECALL_FILE)
+        res.consistency = read_csv(d / layout.BENCH_CONSISTENCY_FILE)
+        res.map_copairs = read_csv(d / layout.BENCH_MAP_FILE)
+        res.batch = read_csv(d / layout.BENCH_BATCH_FILE)
+        res.compound_gene = read_csv(d / layout.BENCH_COMPOUND_GENE_FILE)
     return res
 
 
 def _screen_info(root: Path) -> tuple[list[str] | None, int | None, pd.DataFrame | None]:
-    screen = root / "screen"
+    screen = layout.RunDir(root).screen
     channels = None
-    ch = read_json(screen / "channels.json")
+    ch = read_json(screen / layout.SCREEN_CHANNELS_FILE)
     if ch is not None and isinstance(ch.get("channels"), list):
         channels = [str(c) for c in ch["channels"]]
     wells = None
-    meta = read_csv(screen / "metadata.csv")
+    meta = read_csv(screen / layout.SCREEN_METADATA_FILE)
     if meta is not None and {"experiment", "plate", "well"} <= set(meta.columns):
         wells = int(meta.drop_duplicates(["experiment", "plate", "well"]).shape[0])
-    truth = read_csv(screen / "truth" / "genes.csv")
+    truth = read_csv(screen / layout.TRUTH_DIR / layout.TRUTH_GENES_FILE)
     return channels, wells, truth
 
 
@@ -265,13 +256,14 @@ def load_run(root: str | Path, *, with_transfer: bool = True, trained: set[str] 
         raise FileNotFoundError(f"run directory {root} does not exist")
     training = load_training(root)
     trained = {t.model for t in training} | (trained or set())
-    models = {p.name for base in ("embed", "map", "bench") for p in _subdirs(root / base)}
+    run = layout.RunDir(root)
+    models = {p.name for stage in (layout.EMBED_DIR, layout.MAP_DIR, layout.BENCH_DIR) for p in _subdirs(run.stage(stage))}
     methods = [load_method(root, m) for m in model_order(models, trained)]
     channels, wells, truth = _screen_info(root)
     transfer = None
-    if with_transfer and (root / TRANSFER_DIR).is_dir():
+    if with_transfer and run.transfer.root.is_dir():
         try:
-            transfer = load_run(root / TRANSFER_DIR, with_transfer=False, trained=trained)
+            transfer = load_run(run.transfer.root, with_transfer=False, trained=trained)
         except FileNotFoundError:
             transfer = None
     if not training and not methods and transfer is None:
@@ -281,5 +273,5 @@ def load_run(root: str | Path, *, with_transfer: bool = True, trained: set[str] 
         )
     return RunContents(
         root=root, training=training, methods=methods, screen_channels=channels, screen_wells=wells,
-        truth_genes=truth, demo_info=read_json(root / "demo.json"), transfer=transfer,
+        truth_genes=truth, demo_info=read_json(root / layout.DEMO_FILE), transfer=transfer,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data import schema
 from cellmae.report import figures, views
 from cellmae.report.html import Section, cards_html, esc, figure_html, format_number, paragraph, table_html
@@ -121,7 +122,7 @@ def projection_section(run: RunContents) -> Section:
     drawn = 0
     for m in run.methods:
         before = read_parquet(m.embed_dir) if m.embed_dir is not None else None
-        after = read_parquet(m.map_dir / "aligned.parquet") if m.map_dir is not None else None
+        after = read_parquet(m.map_dir / layout.MAP_ALIGNED_FILE) if m.map_dir is not None else None
         panels = []
         if before is not None and schema.feature_columns(before):
             xy, kept = views.pca_2d(before)
@@ -186,7 +187,7 @@ def heatmap_section(run: RunContents) -> Section:
     best = long.groupby("method", sort=False)["recall"].mean().idxmax() if not long.empty else None
     shown = [m for i, m in enumerate(run.methods) if m.map_dir is not None and (i == 0 or m.label == best)]
     for m in shown:
-        agg = read_parquet(m.map_dir / "aggregated.parquet")
+        agg = read_parquet(m.map_dir / layout.MAP_AGGREGATED_FILE)
         block = views.best_group_block(agg, run.truth_genes) if agg is not None else None
         if block is None:
             continue

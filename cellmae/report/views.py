@@ -1,7 +1,8 @@
 """Reshape saved stage outputs into what one figure draws (no new metrics are computed here).
 
-Bench tables are read in the long or wide shapes the bench stage may write; 2-D projections
-(PCA) and cosine-similarity matrices are drawn straight from the saved Parquet embeddings.
+Bench tables are read by the column names their writers export (cellmae.bench.recall,
+.consistency, .probes); 2-D projections (PCA) and cosine-similarity matrices are drawn straight
+from the saved Parquet embeddings.
 """
 
 from __future__ import annotations
@@ -10,126 +11,79 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
+from cellmae import layout
+from cellmae.bench.consistency import MEAN_COSINE, NULL_MEAN
+from cellmae.bench.probes import BLOCK, SCORES, TASK
+from cellmae.bench.recall import SOURCE, recall_column, recall_value_columns
 from cellmae.data import schema
-from cellmae.report.load import MethodResult, block_number
+from cellmae.report.load import MethodResult, ReportInputError
 
 CONTROL_LABEL = "control"
-_DB_COLS = ("database", "source", "db", "relationships", "benchmark")
-_RECALL_COLS = ("recall", "value", "score")
-_CONSISTENCY_COLS = ("mean_cosine", "consistency", "score", "value", "median_cosine", "cosine", "similarity")
-_NULL_COLS = ("null", "null_recall", "expected", "random")
 
 
-def _first(columns, candidates) -> str | None:
-    lower = {str(c).lower(): c for c in columns}
-    return next((lower[c] for c in candidates if c in lower), None)
+def _require(method: MethodResult, file: str, df: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        where = method.bench_dir / file if method.bench_dir is not None else file
+        raise ReportInputError(f"{where}: no column(s) {missing} (not a table written by `cellmae bench`)")
 
 
 def recall_long(method: MethodResult) -> pd.DataFrame:
-    """Columns ``method, database, recall`` (+ ``null``) from one method's ``recall.csv``.
-
-    Accepts the long shape (a database column and a recall column, one row per database, extra
-    rows per threshold are reduced to the first) or the wide shape (one column per database).
-    """
+    """Columns ``method, database, recall`` from one method's ``recall.csv``: per source (database),
+    the first recall column, the strictest thresholds."""
     df = method.recall
     if df is None or df.empty:
         return pd.DataFrame(columns=["method", "database", "recall"])
-    db_col, rec_col = _first(df.columns, _DB_COLS), _first(df.columns, _RECALL_COLS)
-    # bench writes EFAAR's layout: recall_<lo>_<hi> per threshold pair; the first is the strictest.
-    rec_col = rec_col or next((c for c in df.columns if str(c).startswith("recall_")), None)
-    if db_col is not None and rec_col is not None:
-        out = df.drop_duplicates(db_col, keep="first")
-        res = pd.DataFrame({"database": out[db_col].astype(str), "recall": pd.to_numeric(out[rec_col], errors="coerce")})
-        null_col = _first(df.columns, _NULL_COLS)
-        if null_col is not None:
-            res["null"] = pd.to_numeric(out[null_col], errors="coerce").to_numpy()
-    else:  # wide: the numeric columns are the databases
-        num = df.select_dtypes("number").iloc[0]
-        res = pd.DataFrame({"database": num.index.astype(str), "recall": num.to_numpy(dtype=float)})
+    values = recall_value_columns(df.columns)
+    _require(method, layout.BENCH_RECALL_FILE, df, [SOURCE, *(values[:1] or [recall_column(0.05, 0.95)])])
+    out = df.drop_duplicates(SOURCE, keep="first")
+    res = pd.DataFrame({"database": out[SOURCE].astype(str), "recall": pd.to_numeric(out[values[0]], errors="coerce")})
     res.insert(0, "method", method.label)
     return res.reset_index(drop=True)
 
 
 def consistency_values(method: MethodResult) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Per-perturbation replicate-consistency scores and null values.
-
-    The null is either rows marked ``null`` in a kind column or, as bench writes it, the
-    per-perturbation ``null_mean`` of random well sets of the same size.
-    """
+    """Per-perturbation replicate-consistency scores and the per-perturbation ``null_mean`` of random
+    well sets of the same size."""
     df = method.consistency
     if df is None or df.empty:
         return np.zeros(0), None, ""
-    if "mean_cosine" in df.columns and "null_mean" in df.columns:
-        return (pd.to_numeric(df["mean_cosine"], errors="coerce").to_numpy(float),
-                pd.to_numeric(df["null_mean"], errors="coerce").to_numpy(float), "mean_cosine")
-    col = _first(df.columns, _CONSISTENCY_COLS)
-    if col is None:
-        nums = [c for c in df.select_dtypes("number").columns if not str(c).startswith("Metadata_")
-                and str(c).lower() not in ("p_value", "pvalue", "n", "n_replicates", "q_value")]
-        if not nums:
-            return np.zeros(0), None, ""
-        col = nums[0]
-    kind = _first(df.columns, ("kind", "distribution", "type"))
-    vals = pd.to_numeric(df[col], errors="coerce")
-    if kind is not None and df[kind].astype(str).str.lower().eq("null").any():
-        is_null = df[kind].astype(str).str.lower().eq("null")
-        return vals[~is_null].to_numpy(float), vals[is_null].to_numpy(float), str(col)
-    return vals.to_numpy(float), None, str(col)
+    _require(method, layout.BENCH_CONSISTENCY_FILE, df, [MEAN_COSINE, NULL_MEAN])
+    return (pd.to_numeric(df[MEAN_COSINE], errors="coerce").to_numpy(float),
+            pd.to_numeric(df[NULL_MEAN], errors="coerce").to_numpy(float), MEAN_COSINE)
 
 
 EVALUATION_RECALL = "recall (evaluation)"
 
 
 def probe_curve(method: MethodResult) -> tuple[pd.DataFrame, str, int | None] | None:
-    """(table of block number and metric, metric name, chosen block number).
-
-    From ``best_block.json``'s per-block ``values`` when present (the numbers the block was
-    chosen on), else from a metric column of ``probes.csv``.
-    """
+    """(table of block number and metric, metric name, chosen block number), from ``best_block.json``:
+    its per-block ``values`` are the numbers the block was chosen on."""
     best = method.best_block or {}
-    chosen_raw = best.get("block")
-    chosen_n = chosen_raw if isinstance(chosen_raw, int) else (
-        block_number(str(chosen_raw)) or (int(chosen_raw) if str(chosen_raw).isdigit() else None)) if chosen_raw is not None else None
-    if isinstance(best.get("values"), dict) and best["values"]:
-        metric = str(best.get("metric", "value"))
-        items = [(pd.to_numeric(k, errors="coerce"), v) for k, v in best["values"].items()]
-        table = pd.DataFrame(items, columns=["block", metric]).dropna().sort_values("block")
-        table["block"] = table["block"].astype(int)
-        recall = best.get("evaluation_recall")
-        if isinstance(recall, dict) and recall:  # shown next to the probe, never used for the choice
-            by_block = {int(k): float(v) for k, v in recall.items() if str(k).isdigit()}
-            table[EVALUATION_RECALL] = table["block"].map(by_block)
-        return table.reset_index(drop=True), metric, chosen_n
-    df = method.probes
-    if df is None or df.empty:
+    chosen = best.get("block") if isinstance(best.get("block"), int) else None
+    if not (isinstance(best.get("values"), dict) and best["values"]):
         return None
-    bcol = _first(df.columns, ("block",))
-    if bcol is None:
-        return None
-    blocks = df[bcol].map(lambda b: b if isinstance(b, int | np.integer) else block_number(str(b)) or pd.to_numeric(b, errors="coerce"))
-    metric = best.get("metric")
-    if metric not in df.columns:
-        nums = [c for c in df.select_dtypes("number").columns if c != bcol]
-        if not nums:
-            return None
-        metric = nums[0]
-    table = pd.DataFrame({"block": pd.to_numeric(blocks, errors="coerce"), metric: pd.to_numeric(df[metric], errors="coerce")})
-    table = table.dropna().groupby("block", as_index=False)[metric].mean()
-    return table, str(metric), chosen_n
+    metric = str(best.get("metric", "value"))
+    items = [(pd.to_numeric(k, errors="coerce"), v) for k, v in best["values"].items()]
+    table = pd.DataFrame(items, columns=["block", metric]).dropna().sort_values("block")
+    table["block"] = table["block"].astype(int)
+    recall = best.get("evaluation_recall")
+    if isinstance(recall, dict) and recall:  # shown next to the probe, never used for the choice
+        by_block = {int(k): float(v) for k, v in recall.items() if str(k).isdigit()}
+        table[EVALUATION_RECALL] = table["block"].map(by_block)
+    return table.reset_index(drop=True), metric, chosen
 
 
 def probe_table(method: MethodResult) -> pd.DataFrame | None:
     """``probes.csv`` as blocks x (task score) columns, for the table under the probe curve."""
     df = method.probes
-    if df is None or df.empty or "block" not in df.columns:
+    if df is None or df.empty:
         return None
-    if "task" in df.columns:
-        scores = [c for c in ("balanced_accuracy", "f1", "accuracy", "chance") if c in df.columns]
-        if scores:
-            wide = df.pivot_table(index="block", columns="task", values=scores, sort=True)
-            wide.columns = [f"{task} {score}" for score, task in wide.columns]
-            return wide.reset_index()
-    return df
+    _require(method, layout.BENCH_PROBES_FILE, df, [BLOCK, TASK])
+    scores = [c for c in (*SCORES, "chance") if c in df.columns]
+    wide = df.pivot_table(index=BLOCK, columns=TASK, values=scores, sort=True)
+    wide.columns = [f"{task} {score}" for score, task in wide.columns]
+    return wide.reset_index()
 
 
 def group_labels(meta: pd.DataFrame, truth_genes: pd.DataFrame | None) -> np.ndarray:

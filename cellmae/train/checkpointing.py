@@ -18,10 +18,9 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from cellmae.layout import TRAIN_LAST_CHECKPOINT
 from cellmae.utils.atomic import atomic_path
 from cellmae.utils.errors import InputError, one_line
-
-LAST = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -65,6 +64,6 @@ def find_resume_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
     """The newest resumable checkpoint: ``last.ckpt`` / ``step*.ckpt`` in ``checkpoint_dir`` or the
     ``hpc_ckpt_*.ckpt`` Lightning writes into the run folder when SLURM signals a requeue; None if none."""
     d = Path(checkpoint_dir)
-    candidates = [*d.glob(LAST), *d.glob("step*.ckpt"), *d.parent.glob("hpc_ckpt_*.ckpt")]
+    candidates = [*d.glob(TRAIN_LAST_CHECKPOINT), *d.glob("step*.ckpt"), *d.parent.glob("hpc_ckpt_*.ckpt")]
     candidates = [p for p in candidates if p.is_file()]
     return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None

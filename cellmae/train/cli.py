@@ -1,4 +1,4 @@
-"""CLI: ``cellmae train``, ``cellmae scaling-study`` and ``cellmae curate``. Heavy imports stay inside."""
+"""CLI: ``cellmae train``. Heavy imports stay inside."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ Multi-GPU / multi-node: trainer.strategy=ddp|fsdp trainer.devices=N trainer.num_
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``scaling-study`` and ``curate`` to ``app``."""
+    """Add ``train`` to ``app``."""
 
     @app.command("train", help=TRAIN_HELP)
     def train(
@@ -64,23 +64,3 @@ def register(app: typer.Typer) -> None:
 
         if rank_zero_only.rank == 0:
             typer.echo(f"trained model written to {out}")
-
-    @app.command("scaling-study")
-    def scaling_study(
-        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Overrides for every job."),
-        config: str = typer.Option("tiny-camae", "--config", "-c", help="Base preset or YAML file."),
-        shards: Path = typer.Option(..., "--shards", "-s", help="Shard folder (or screen folder) to train on."),
-        out: Path = typer.Option(..., "--out", "-o", help="Study folder: one run per grid cell + scaling.csv/png."),
-        models: str = typer.Option(..., "--models", help="Comma-separated model presets (the model-size axis)."),
-        fractions: str = typer.Option("1.0", "--fractions", help="Comma-separated data fractions (0, 1]."),
-        bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
-        resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished jobs, resume killed ones."),
-    ) -> None:
-        """Train a grid of model sizes x data sizes (one subprocess per job) and plot loss vs compute."""
-        from cellmae.train.scaling import run_scaling_study
-
-        table = run_scaling_study(config, shards, out, models=[m.strip() for m in models.split(",") if m.strip()],
-                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides or [],
-                                  bench_dir=bench, resume=resume)
-        typer.echo(table.to_string(index=False))
-        typer.echo(f"wrote {out / 'scaling.csv'} and {out / 'scaling.png'}")

@@ -16,14 +16,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
+from cellmae.layout import TRAIN_CHECKPOINT_DIR, TRAIN_METRICS_FILE, TRAIN_RECON_DIR
 from cellmae.train.callbacks import MetricsCSV, ReconstructionFigures, RunProgressBar
 from cellmae.train.checkpointing import AtomicCheckpointIO
 from cellmae.train.config import TrainConfig
 from cellmae.utils.device import lightning_precision
-
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.csv"
-RECON_DIR = "recon"
 
 
 def transformer_block_classes(model: nn.Module) -> set[type[nn.Module]]:
@@ -101,7 +98,7 @@ def build_callbacks(cfg: TrainConfig, out_dir: Path, extra: list[Callback] = ())
     from datetime import timedelta
 
     checkpoint = ModelCheckpoint(
-        dirpath=out_dir / CHECKPOINT_DIR,
+        dirpath=out_dir / TRAIN_CHECKPOINT_DIR,
         filename="step{step:06d}",
         auto_insert_metric_name=False,
         every_n_train_steps=c.every_n_steps if c.every_n_minutes is None else None,
@@ -112,12 +109,12 @@ def build_callbacks(cfg: TrainConfig, out_dir: Path, extra: list[Callback] = ())
         mode="max",
         save_on_train_epoch_end=False,
     )
-    metrics = MetricsCSV(out_dir / METRICS_FILE, extra_columns=("accuracy",) if cfg.task == "wsl" else ("mse", "fourier"))
+    metrics = MetricsCSV(out_dir / TRAIN_METRICS_FILE, extra_columns=("accuracy",) if cfg.task == "wsl" else ("mse", "fourier"))
     callbacks: list[Callback] = [checkpoint, metrics]
     if cfg.trainer.progress_bar:
         callbacks.append(RunProgressBar(metrics, leave=True))
     if cfg.logging.recon_every_n_steps > 0 and cfg.task == "mae":
-        callbacks.append(ReconstructionFigures(out_dir / RECON_DIR, cfg.logging.recon_every_n_steps,
+        callbacks.append(ReconstructionFigures(out_dir / TRAIN_RECON_DIR, cfg.logging.recon_every_n_steps,
                                                cfg.logging.recon_num_images))
     if cfg.logging.tensorboard or cfg.logging.wandb:
         callbacks.append(LearningRateMonitor(logging_interval="step"))

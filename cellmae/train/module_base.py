@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cellmae.data import schema
+from cellmae.layout import TRAIN_LAST_CHECKPOINT
 from cellmae.train.config import TrainConfig
 from cellmae.train.optim import create_optimizer, effective_lr, no_decay_parameter_names, param_groups
 from cellmae.train.schedules import create_scheduler
@@ -107,7 +108,7 @@ class TrainModule(pl.LightningModule):
         saved = ""
         ckpt_cb = self.trainer.checkpoint_callback
         if ckpt_cb is not None and getattr(ckpt_cb, "dirpath", None):
-            path = Path(ckpt_cb.dirpath) / "last.ckpt"
+            path = Path(ckpt_cb.dirpath) / TRAIN_LAST_CHECKPOINT
             # The optimizer has not stepped yet: these weights are the last good ones.
             self.trainer.save_checkpoint(path, weights_only=False)
             saved = f" The last good state (weights before this step) was saved to {path}; --resume continues " \

@@ -14,6 +14,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cellmae.layout import (
+    MODEL_CARD_FILE,
+    MODEL_CONFIG_FILE,
+    MODEL_WEIGHTS_FILE,
+    SHARDS_DIR,
+    TRAIN_CHECKPOINT_DIR,
+    TRAIN_CONFIG_FILE,
+    TRAIN_LAST_CHECKPOINT,
+    TRAIN_METRICS_FILE,
+    TRAIN_SUMMARY_FILE,
+)
 from cellmae.train.config import (
     ConfigError,
     TrainConfig,
@@ -22,9 +33,6 @@ from cellmae.train.config import (
     load_config,
 )
 
-CONFIG_FILE = "train_config.yaml"
-SUMMARY_FILE = "summary.json"
-SHARDS_SUBDIR = "shards"
 # Keys that may change between a run and its resume (how long / on what hardware / what is logged).
 RESUMABLE_CHANGES = (
     "trainer.max_steps", "trainer.max_epochs", "trainer.max_time", "trainer.devices", "trainer.num_nodes",
@@ -56,7 +64,7 @@ def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size:
         return data
     if not data.exists():
         raise FileNotFoundError(f"--shards {data}: no such folder (expected a shard set or a screen folder)")
-    shard_dir = out_dir / SHARDS_SUBDIR
+    shard_dir = out_dir / SHARDS_DIR
     if is_shard_dir(shard_dir):
         return shard_dir
     if _global_rank() != 0:
@@ -119,12 +127,11 @@ def model_img_size(cfg: TrainConfig) -> int | None:
 def _check_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
     """Refuse to clobber a previous run; on resume check the config matches and find the checkpoint."""
     from cellmae.train.checkpointing import find_resume_checkpoint
-    from cellmae.train.launch import CHECKPOINT_DIR
 
-    ckpt = find_resume_checkpoint(out_dir / CHECKPOINT_DIR)
-    saved = out_dir / CONFIG_FILE
+    ckpt = find_resume_checkpoint(out_dir / TRAIN_CHECKPOINT_DIR)
+    saved = out_dir / TRAIN_CONFIG_FILE
     if not resume:
-        if ckpt is not None or (out_dir / "model.safetensors").exists():
+        if ckpt is not None or (out_dir / MODEL_WEIGHTS_FILE).exists():
             raise FileExistsError(f"{out_dir}: holds a previous run ({ckpt or 'model.safetensors'}); pass --resume "
                                   "to continue it or choose another --out")
         return None
@@ -186,7 +193,7 @@ def run_training(
 
     trainer, metrics = build_trainer(cfg, out_dir, model, list(callbacks))
     if trainer.is_global_zero:
-        write_text_atomic(out_dir / CONFIG_FILE, config_to_yaml(cfg))
+        write_text_atomic(out_dir / TRAIN_CONFIG_FILE, config_to_yaml(cfg))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     wall = time.perf_counter() - t0
@@ -194,7 +201,7 @@ def run_training(
     # Final resumable state (covers max_time stops and steps between periodic checkpoints).
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and ckpt_cb.dirpath:
-        trainer.save_checkpoint(Path(ckpt_cb.dirpath) / "last.ckpt", weights_only=False)
+        trainer.save_checkpoint(Path(ckpt_cb.dirpath) / TRAIN_LAST_CHECKPOINT, weights_only=False)
     # Gather full weights (FSDP-aware; a no-op gather otherwise) and write them from rank 0.
     state = trainer.strategy.lightning_module_state_dict()
     if trainer.is_global_zero:
@@ -205,7 +212,7 @@ def run_training(
         if classes:
             extra["classes"] = classes
         _save_weights_into(final, out_dir, extra)
-        write_run_summary(out_dir / SUMMARY_FILE, _summary(cfg, trainer, out_dir, wall, data.num_crops))
+        write_run_summary(out_dir / TRAIN_SUMMARY_FILE, _summary(cfg, trainer, out_dir, wall, data.num_crops))
     trainer.strategy.barrier("cellmae-final-save")
     return out_dir
 
@@ -216,12 +223,11 @@ def _save_weights_into(model: Any, out_dir: Path, extra: dict[str, Any]) -> None
     import shutil
 
     from cellmae.models import save_pretrained
-    from cellmae.models.files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
     staging = out_dir / ".final-weights"
     shutil.rmtree(staging, ignore_errors=True)
     save_pretrained(model, staging, extra=extra)
-    for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):  # each rename is atomic
+    for name in (MODEL_WEIGHTS_FILE, MODEL_CONFIG_FILE, MODEL_CARD_FILE):  # each rename is atomic
         os.replace(staging / name, out_dir / name)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -229,12 +235,11 @@ def _save_weights_into(model: Any, out_dir: Path, extra: dict[str, Any]) -> None
 def _summary(cfg: TrainConfig, trainer: Any, out_dir: Path, wall_s: float, num_crops: int) -> dict[str, Any]:
     import pandas as pd
 
-    from cellmae.train.launch import METRICS_FILE
 
     summary: dict[str, Any] = {"model": cfg.model.name, "task": cfg.task, "steps": trainer.global_step,
                                "world_size": trainer.world_size, "wall_s": round(wall_s, 2),
                                "train_crops_available": num_crops, "data_fraction": cfg.data.fraction}
-    path = out_dir / METRICS_FILE
+    path = out_dir / TRAIN_METRICS_FILE
     if path.is_file():
         m = pd.read_csv(path)
         if len(m):
@@ -252,4 +257,4 @@ def _summary(cfg: TrainConfig, trainer: Any, out_dir: Path, wall_s: float, num_c
 
 def read_summary(out_dir: str | Path) -> dict[str, Any]:
     """The ``summary.json`` of a finished run."""
-    return json.loads((Path(out_dir) / SUMMARY_FILE).read_text())
+    return json.loads((Path(out_dir) / TRAIN_SUMMARY_FILE).read_text())

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cellmae.layout import MANIFEST_FILE
 from cellmae.utils.atomic import atomic_dir, write_text_atomic
 from cellmae.utils.errors import InputError, OutputBusyError
 
-MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "cellmae-manifest/1"
 _CHUNK = 1 << 20
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cellmae.train.scaling import RUNS_DIR, job_name, run_scaling_study
+from cellmae.demo.scaling import RUNS_DIR, job_name, run_scaling_study
 
-from .conftest import override_args, tiny_overrides
+from ..train.conftest import override_args, tiny_overrides
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Scaling-study helper: a grid of model sizes x training-data sizes, one separate training job per cell,
+"""Scaling study, an experiment on top of the stages: a grid of model sizes x training-data sizes, one separate training job per cell,
 summarised in one table (``scaling.csv``) and one plot (``scaling.png``: loss, and recall once benchmark
 results exist, against training compute).
 
@@ -20,11 +20,17 @@ from typing import Any
 
 import pandas as pd
 
+from cellmae.layout import (
+    BENCH_SUMMARY_FILE,
+    SCALING_PLOT_FILE,
+    SCALING_RUNS_DIR,
+    SCALING_TABLE_FILE,
+    TRAIN_CONFIG_FILE,
+    TRAIN_SUMMARY_FILE,
+)
 from cellmae.utils.atomic import atomic_path
 
-TABLE_FILE = "scaling.csv"
-PLOT_FILE = "scaling.png"
-RUNS_DIR = "runs"
+RUNS_DIR = SCALING_RUNS_DIR
 
 
 def job_name(model: str, fraction: float) -> str:
@@ -54,7 +60,7 @@ def _recall_from_bench(bench_dir: Path | None, job: str) -> float | None:
     """A headline recall from ``bench_dir/<job>/**/summary.json`` (the first numeric 'recall' entry)."""
     if bench_dir is None or not (bench_dir / job).is_dir():
         return None
-    for path in sorted((bench_dir / job).rglob("summary.json")):
+    for path in sorted((bench_dir / job).rglob(BENCH_SUMMARY_FILE)):
         found = _find_recall(json.loads(path.read_text()))
         if found is not None:
             return found
@@ -106,15 +112,15 @@ def run_scaling_study(
         for fraction in fractions:
             job = job_name(model, fraction)
             job_dir = out_dir / RUNS_DIR / job
-            if not (resume and (job_dir / "summary.json").is_file()):
+            if not (resume and (job_dir / TRAIN_SUMMARY_FILE).is_file()):
                 _run_job(python, config, shard_dir, job_dir, [*overrides, f"model.name={model}",
                                                               f"data.fraction={fraction:g}"], resume, env)
             rows.append(_job_row(job_dir, config, [*overrides, f"model.name={model}"], model, fraction, shard_dir,
                                  Path(bench_dir) if bench_dir else None, job))
     table = pd.DataFrame(rows)
-    with atomic_path(out_dir / TABLE_FILE) as tmp:
+    with atomic_path(out_dir / SCALING_TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False)
-    plot_scaling(table, out_dir / PLOT_FILE)
+    plot_scaling(table, out_dir / SCALING_PLOT_FILE)
     return table
 
 
@@ -139,7 +145,7 @@ def _job_row(job_dir: Path, config: str | Path, overrides: list[str], model: str
     from cellmae.train.config import load_config
     from cellmae.train.run import read_summary
 
-    cfg = load_config(job_dir / "train_config.yaml") if (job_dir / "train_config.yaml").is_file() \
+    cfg = load_config(job_dir / TRAIN_CONFIG_FILE) if (job_dir / TRAIN_CONFIG_FILE).is_file() \
         else load_config(config, overrides)
     summary = read_summary(job_dir)
     channels = tuple(read_shard_info(shard_dir)["channels"])
