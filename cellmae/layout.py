@@ -32,8 +32,18 @@ TRUTH_DIR = "truth"
 TRUTH_RELATIONSHIPS_FILE = "relationships.csv"
 TRUTH_GENES_FILE = "genes.csv"
 TRUTH_COMPOUNDS_FILE = "compounds.csv"
+TRUTH_GUIDES_FILE = "guides.csv"
+TRUTH_WELLS_FILE = "wells.csv"
+TRUTH_BATCH_EFFECTS_FILE = "batch_effects.csv"
+TRUTH_EFFECT_AXES_FILE = "effect_axes.json"
+TRUTH_SIMULATION_FILE = "simulation.json"  # the simulator's settings: a rerun with the same ones reuses the screen
+SCREEN_PREVIEW_FILE = "preview.png"
 
 SHARDS_INFO_FILE = "cellmae_shards.json"
+SHARDS_CROPS_FILE = "crops.parquet"
+SHARDS_SKIPPED_FILE = "skipped.csv"
+SHARDS_PART_FILE = "part.json"
+SHARDS_BUILD_FILE = "build.json"
 
 # a saved model folder (ours, from save_pretrained, and a Hugging Face Hub model repo share them)
 MODEL_WEIGHTS_FILE = "model.safetensors"

@@ -184,7 +184,7 @@ def find_group_file(source: str | Path | None) -> Path | None:
         return None
     source = Path(source)
     folder = source if source.is_dir() else source.parent
-    genes = folder / "genes.csv"
+    genes = folder / layout.TRUTH_GENES_FILE
     if genes.is_file() and "group" in pd.read_csv(genes, nrows=0).columns:
         return genes
     clusters = sorted(folder.glob("*_clusters.tsv"))

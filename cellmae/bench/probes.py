@@ -193,7 +193,7 @@ def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, 
     for block, d in items:
         for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, fold_column=fold_column, exclude=exclude,
                              **kwargs):
-            rows.append({"block": block, **r})
+            rows.append({BLOCK: block, **r})
     table = pd.DataFrame(rows, columns=PROBE_COLUMNS)
     if table.empty:
         held_out = f" outside the {len(exclude)} evaluation perturbations" if exclude else ""
@@ -216,7 +216,7 @@ def best_block(table: pd.DataFrame, metric: str = DEFAULT_METRIC) -> dict:
     t = table if agg == "mean" else table[table["task"] == agg]
     if t.empty:
         raise ValueError(f"no probe rows for metric {metric!r} (tasks present: {sorted(table['task'].unique())})")
-    per_block = t.groupby("block")[score].mean().sort_index()
+    per_block = t.groupby(BLOCK)[score].mean().sort_index()
     block = int(per_block.idxmax())
     return {"block": block, "metric": metric, "value": float(per_block[block]),
             "values": {str(int(b)): float(v) for b, v in per_block.items()}}

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cellmae import layout
 from cellmae.data.workers import worker_init_fn
 from cellmae.layout import SHARDS_INFO_FILE as INFO_FILE
 from cellmae.utils.manifest import read_manifest
 
-CROPS_FILE = "crops.parquet"
-SKIPPED_FILE = "skipped.csv"
+CROPS_FILE = layout.SHARDS_CROPS_FILE
+SKIPPED_FILE = layout.SHARDS_SKIPPED_FILE
 FORMAT = "cellmae-shards/1"
 MANIFEST_KIND = "shards"
 

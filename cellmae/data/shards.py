@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data.crops import CROP_MODES, FieldCrops, crop_record, field_crops
 from cellmae.data.qc import QCConfig
 from cellmae.data.readers.base import ReadError, Screen
@@ -48,8 +49,8 @@ from cellmae.utils.atomic import atomic_dir, atomic_path, write_text_atomic
 from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import output_lock, read_manifest, remove_stale_temporaries, write_manifest
 
-PART_FILE = "part.json"
-BUILD_FILE = "build.json"
+PART_FILE = layout.SHARDS_PART_FILE
+BUILD_FILE = layout.SHARDS_BUILD_FILE
 PART_KIND = "shards-part"
 _COUNTS = ("fields", "fields_skipped", "crops_written", "qc_candidates", "qc_empty", "qc_out_of_focus")
 
@@ -326,7 +327,7 @@ def _merge_parts(part_dirs: list[Path], out: Path) -> None:
     """
     if len(part_dirs) == 1:  # litdata.merge_datasets needs two or more inputs; one part is the dataset
         for f in part_dirs[0].iterdir():
-            if f.name not in (PART_FILE, "manifest.json"):
+            if f.name not in (PART_FILE, layout.MANIFEST_FILE):
                 _link_or_copy(f, out / f.name)
         return
     from litdata import merge_datasets

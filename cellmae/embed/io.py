@@ -9,6 +9,7 @@ import pandas as pd
 
 from cellmae.data.schema import SITE, WELL_KEYS, feature_columns, metadata_columns
 from cellmae.embed.writer import CONFIG_FILE, EMBED_KIND, PROGRESS_DIR
+from cellmae.layout import block_dirs
 from cellmae.utils.atomic import atomic_path
 from cellmae.utils.errors import InputError, reading
 from cellmae.utils.manifest import MANIFEST_FILE, read_manifest
@@ -61,7 +62,7 @@ def check_complete_block(path: str | Path) -> dict | None:
     cmd = f"cellmae embed SCREEN --model MODEL --out {root}"
     rerun = f"rerun `{cmd}` with the same settings (finished plates are kept)"
     if root == path:
-        blocks = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("block"))
+        blocks = [p.name for p in block_dirs(path).values()]
         raise InputError(f"{path} is a whole embed output; pass one of its block folders "
                          f"({', '.join(str(path / b) for b in blocks) or 'none finished yet'})")
     manifest = read_manifest(root, EMBED_KIND, rerun=cmd)

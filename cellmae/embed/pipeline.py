@@ -28,8 +28,8 @@ from cellmae.embed.featurize import (
 )
 from cellmae.embed.progress import WellProgress
 from cellmae.embed.sources import HANDCRAFTED, resolve_source
-from cellmae.embed.writer import FEATURE_NAMES_FILE, EmbeddingStore, block_name, embedding_lock, plate_id
-from cellmae.layout import RunDir, read_best_block
+from cellmae.embed.writer import FEATURE_NAMES_FILE, EmbeddingStore, embedding_lock, plate_id
+from cellmae.layout import RunDir, block_name, read_best_block
 from cellmae.models.interface import resolve_blocks
 from cellmae.utils.errors import InputError
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from cellmae import layout
+from cellmae.layout import block_name
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, output_lock, write_manifest
@@ -39,11 +40,6 @@ FEATURE_NAMES_FILE = layout.FEATURE_NAMES_FILE
 SITES_DIR = layout.EMBED_SITES_DIR
 EMBED_KIND = "embed"  # the manifest kind of a `cellmae embed` output folder
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def block_name(block: int) -> str:
-    """Folder name of a block's feature set: ``block06``."""
-    return f"block{int(block):02d}"
 
 
 def plate_id(experiment: str, plate: str) -> str:

@@ -132,7 +132,7 @@ def _check_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None
     saved = out_dir / TRAIN_CONFIG_FILE
     if not resume:
         if ckpt is not None or (out_dir / MODEL_WEIGHTS_FILE).exists():
-            raise FileExistsError(f"{out_dir}: holds a previous run ({ckpt or 'model.safetensors'}); pass --resume "
+            raise FileExistsError(f"{out_dir}: holds a previous run ({ckpt or MODEL_WEIGHTS_FILE}); pass --resume "
                                   "to continue it or choose another --out")
         return None
     if ckpt is None:

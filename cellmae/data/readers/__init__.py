@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cellmae.data.readers.base import ReadError, Screen
-from cellmae.data.readers.cellpainting import CellPaintingScreen, is_load_data
+from cellmae.data.readers.cellpainting import LOAD_DATA_FILE, CellPaintingScreen, is_load_data
 from cellmae.data.readers.generic import GenericScreen
 from cellmae.data.readers.rxrx import RxRxScreen, find_metadata_csv
 
@@ -50,7 +50,7 @@ def detect_layout(path: str | Path) -> str:
         )
     if find_metadata_csv(path) is not None:
         return "rxrx"
-    if (path / "load_data.csv").is_file():
+    if (path / LOAD_DATA_FILE).is_file():
         return "cellpainting"
     return "generic"
 
@@ -72,5 +72,5 @@ def open_screen(path: str | Path, layout: str = "auto", **options) -> Screen:
             path = path.parent
         return RxRxScreen(path, **options)
     if layout == "cellpainting":
-        return CellPaintingScreen(path / "load_data.csv" if path.is_dir() else path, **options)
+        return CellPaintingScreen(path / LOAD_DATA_FILE if path.is_dir() else path, **options)
     return GenericScreen(path, **options)

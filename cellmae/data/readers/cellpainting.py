@@ -28,6 +28,9 @@ _PERT_ALIASES = (
 )
 
 
+LOAD_DATA_FILE = "load_data.csv"  # the CSV a Cell Painting screen folder holds (CellProfiler LoadData)
+
+
 def is_load_data(csv: Path) -> bool:
     """Whether a CSV looks like a CellProfiler load_data file (has FileName_Orig* columns)."""
     try:

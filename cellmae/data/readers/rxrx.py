@@ -19,6 +19,7 @@ import pandas as pd
 
 from cellmae.data import schema as S
 from cellmae.data.readers.base import ReadError, Screen, read_metadata_csv, read_plane, stack_planes
+from cellmae.layout import SCREEN_CHANNELS_FILE, SCREEN_METADATA_FILE
 
 _ALIASES = {"experiment": ("experiment", "experiment_name"), "well": ("well", "address")}
 _CONTROL_NAMES = {"EMPTY", "NON-TARGETING", "NONTARGETING", "DMSO", "CONTROL"}
@@ -26,7 +27,7 @@ _CONTROL_NAMES = {"EMPTY", "NON-TARGETING", "NONTARGETING", "DMSO", "CONTROL"}
 
 def find_metadata_csv(root: Path) -> Path | None:
     """The RxRx metadata CSV under ``root`` (``metadata.csv`` or ``metadata/metadata.csv``), if any."""
-    for cand in (root / "metadata.csv", root / "metadata" / "metadata.csv"):
+    for cand in (root / SCREEN_METADATA_FILE, root / "metadata" / SCREEN_METADATA_FILE):
         if cand.is_file():
             return cand
     return None
@@ -67,7 +68,7 @@ class RxRxScreen(Screen):
         root = Path(root)
         csv = Path(metadata_csv) if metadata_csv else find_metadata_csv(root)
         if csv is None or not csv.is_file():
-            raise ReadError(f"{csv or root / 'metadata.csv'}: RxRx metadata CSV not found")
+            raise ReadError(f"{csv or root / SCREEN_METADATA_FILE}: RxRx metadata CSV not found")
         raw = read_metadata_csv(csv)
         self.root, self.suffix = root, suffix
         exp_c, well_c = _col(raw, "experiment", csv), _col(raw, "well", csv)
@@ -150,7 +151,7 @@ class RxRxScreen(Screen):
 
     @staticmethod
     def _named_channels(root: Path) -> tuple[str, ...] | None:
-        cfile = root / "channels.json"
+        cfile = root / SCREEN_CHANNELS_FILE
         if not cfile.is_file():
             return None
         try:

@@ -28,10 +28,13 @@ N_PARAMS = len(MORPHOLOGY_PARAMS)
 EFFECT_COLUMNS: tuple[str, ...] = tuple(f"effect_{i}" for i in range(N_PARAMS))
 
 
+GENE_GROUPS_RESOURCE = "gene_groups.csv"  # in cellmae/data/simulate/resources (build_resources.py writes it)
+
+
 @cache
 def bundled_gene_groups() -> pd.DataFrame:
     """Disjoint real gene groups (group, source, gene) bundled with the package (HuMAP, Reactome)."""
-    path = resources.files("cellmae.data.simulate") / "resources" / "gene_groups.csv"
+    path = resources.files("cellmae.data.simulate") / "resources" / GENE_GROUPS_RESOURCE
     with resources.as_file(path) as p:
         return pd.read_csv(p, dtype=str)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae.data.simulate.biology import GENE_GROUPS_RESOURCE
+
 # (name, file, most groups taken): a bounded bundle (~100 KB) with complexes and pathway modules
 SOURCES = (("HuMAP", "HuMAP.txt", 750), ("Reactome", "Reactome.txt", 250))
 MIN_SIZE, MAX_SIZE = 3, 8
@@ -53,7 +55,7 @@ def gene_groups(rel_dir: Path) -> pd.DataFrame:
 
 if __name__ == "__main__":
     rel = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/relationships")
-    out = Path(__file__).parent / "resources" / "gene_groups.csv"
+    out = Path(__file__).parent / "resources" / GENE_GROUPS_RESOURCE
     table = gene_groups(rel)
     table.to_csv(out, index=False)
     print(f"wrote {out}: {table['group'].nunique()} groups, {len(table)} genes")

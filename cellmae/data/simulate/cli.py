@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cellmae import layout
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command to ``app``."""
@@ -57,5 +59,5 @@ def register(app: typer.Typer) -> None:
         root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=True, **kwargs)
         console.print(f"wrote {root} (preset {preset}, seed {seed}) in {time.perf_counter() - t0:.1f} s")
         if preview:
-            png = write_preview(root, root / "preview.png")
+            png = write_preview(root, root / layout.SCREEN_PREVIEW_FILE)
             console.print(f"preview: {png}")

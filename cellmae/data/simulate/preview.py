@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
+
 # composite colours (RGB) per channel name; unknown names fall back to white
 _COLOURS = {
     "DNA": (0.1, 0.3, 1.0), "ER": (0.1, 1.0, 0.2), "Actin": (1.0, 0.2, 0.1), "AGP": (1.0, 0.2, 0.1),
@@ -36,9 +38,9 @@ def _site(root: Path, row: pd.Series, n_channels: int, crop: int) -> np.ndarray:
 
 def preview_columns(root: Path) -> list[tuple[str, pd.Series]]:
     """(title, metadata row) of each montage column, chosen from the screen's ground truth."""
-    meta = pd.read_csv(root / "metadata.csv")
+    meta = pd.read_csv(root / layout.SCREEN_METADATA_FILE)
     meta = meta[meta["site"] == 1]
-    genes = pd.read_csv(root / "truth" / "genes.csv")
+    genes = pd.read_csv(root / layout.TRUTH_DIR / layout.TRUTH_GENES_FILE)
     cols: list[tuple[str, pd.Series]] = []
     controls = meta[meta["perturbation_type"] == "CONTROL"]
     for exp, g in controls.groupby("experiment", sort=True):
@@ -52,7 +54,7 @@ def preview_columns(root: Path) -> list[tuple[str, pd.Series]]:
             rows = meta[(meta["gene"] == gene) & (meta["experiment"] == first_exp)]
             if len(rows):
                 cols.append((f"{gene}\n({top_group})", rows.iloc[0]))
-    cpds = pd.read_csv(root / "truth" / "compounds.csv")
+    cpds = pd.read_csv(root / layout.TRUTH_DIR / layout.TRUTH_COMPOUNDS_FILE)
     if len(cpds):
         best = cpds.sort_values(["strength"], ascending=False).iloc[0]
         rows = meta[(meta["treatment"] == best["compound"]) & (meta["concentration"] == best["concentration"])
@@ -72,7 +74,7 @@ def write_preview(root: str | Path, out_png: str | Path, crop: int = 128) -> Pat
     from cellmae.utils.atomic import atomic_path
 
     root = Path(root)
-    channels = json.loads((root / "channels.json").read_text())["channels"]
+    channels = json.loads((root / layout.SCREEN_CHANNELS_FILE).read_text())["channels"]
     cols = preview_columns(root)
     tiles = np.stack([_site(root, row, len(channels), crop) for _, row in cols]).astype(np.float32)  # (K, C, h, w)
     hi = np.percentile(tiles, 99.7, axis=(0, 2, 3)).clip(min=1.0)  # one display range per channel row

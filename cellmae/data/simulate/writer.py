@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data.simulate.batch_effects import (
     SHIFT_COLUMNS,
     channels_uint8,
@@ -129,17 +130,17 @@ def simulate_screen(out_dir: str | os.PathLike, preset: str = "tiny", seed: int 
     root = Path(out_dir).absolute()
     record = _spec_record(spec, preset, seed)
     if root.exists():
-        if _same_run(root / "truth" / "simulation.json", record) and (root / "metadata.csv").is_file():
+        if _same_run(root / layout.TRUTH_DIR / layout.TRUTH_SIMULATION_FILE, record) and (root / layout.SCREEN_METADATA_FILE).is_file():
             return root
-        if not (root / "truth" / "simulation.json").is_file() and any(root.iterdir()):
+        if not (root / layout.TRUTH_DIR / layout.TRUTH_SIMULATION_FILE).is_file() and any(root.iterdir()):
             # never delete a folder we did not write, even with overwrite
             raise FileExistsError(f"simulate: {root} exists, is not empty and is not a simulated screen; choose another folder")
         if not overwrite:
             raise FileExistsError(f"simulate: {root} exists and holds another screen; pass overwrite=True (--overwrite)")
     stage = root.with_name(f".{root.name}.partial")
-    if stage.exists() and not _same_run(stage / "truth" / "simulation.json", record):
+    if stage.exists() and not _same_run(stage / layout.TRUTH_DIR / layout.TRUTH_SIMULATION_FILE, record):
         shutil.rmtree(stage)
-    write_text_atomic(stage / "truth" / "simulation.json", json.dumps(record, indent=2))
+    write_text_atomic(stage / layout.TRUTH_DIR / layout.TRUTH_SIMULATION_FILE, json.dumps(record, indent=2))
 
     bio = sample_biology(spec, _rng(seed, "biology"))
     wells = well_layout(spec, bio, _rng(seed, "layout"))
@@ -159,9 +160,9 @@ def simulate_screen(out_dir: str | os.PathLike, preset: str = "tiny", seed: int 
 
     _write_truth(stage, spec, bio, wells, batches)
     meta = sites[list(METADATA_COLUMNS)]
-    with atomic_path(stage / "metadata.csv") as tmp:
+    with atomic_path(stage / layout.SCREEN_METADATA_FILE) as tmp:
         meta.to_csv(tmp, index=False)
-    write_text_atomic(stage / "channels.json", json.dumps({"channels": list(spec.channels)}))
+    write_text_atomic(stage / layout.SCREEN_CHANNELS_FILE, json.dumps({"channels": list(spec.channels)}))
     if root.exists():
         shutil.rmtree(root)
     os.replace(stage, root)
@@ -184,21 +185,21 @@ def _run_tasks(tasks: list, workers: int, progress: bool) -> None:
 
 
 def _write_truth(stage: Path, spec: ScreenSpec, bio: Biology, wells: pd.DataFrame, batches: pd.DataFrame) -> None:
-    truth = stage / "truth"
+    truth = stage / layout.TRUTH_DIR
     genes = bio.genes[["gene", "group", "source", "strength", "has_phenotype", *EFFECT_COLUMNS]]
     compounds = bio.compounds[["compound", "target_gene", "concentration", "strength", "ec50_uM", "hill"]]
     wells_truth = wells[["well_id", "experiment", "plate", "well", "perturbation_type", "gene", "treatment",
                          "concentration", "efficiency"]].rename(columns={"efficiency": "penetrance"})
     tables = {
-        "genes.csv": genes,
-        "compounds.csv": compounds,
-        "relationships.csv": relationship_pairs(bio.genes),
-        "guides.csv": bio.guides,
-        "wells.csv": wells_truth,
-        "batch_effects.csv": batches,
+        layout.TRUTH_GENES_FILE: genes,
+        layout.TRUTH_COMPOUNDS_FILE: compounds,
+        layout.TRUTH_RELATIONSHIPS_FILE: relationship_pairs(bio.genes),
+        layout.TRUTH_GUIDES_FILE: bio.guides,
+        layout.TRUTH_WELLS_FILE: wells_truth,
+        layout.TRUTH_BATCH_EFFECTS_FILE: batches,
     }
     for name, df in tables.items():
         with atomic_path(truth / name) as tmp:
             df.to_csv(tmp, index=False)
-    write_text_atomic(truth / "effect_axes.json", json.dumps({"effect_columns": list(EFFECT_COLUMNS),
+    write_text_atomic(truth / layout.TRUTH_EFFECT_AXES_FILE, json.dumps({"effect_columns": list(EFFECT_COLUMNS),
                                                                "morphology_params": list(MORPHOLOGY_PARAMS)}, indent=2))
