@@ -79,9 +79,9 @@ def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size:
 
     screen = open_screen(data)
     if cfg.data.keep_wells:
-        from cellmae.data.readers.subset import WellSubsetScreen, read_well_list
+        from cellmae.data.readers.subset import read_well_list
 
-        screen = WellSubsetScreen(screen, read_well_list(cfg.data.keep_wells))
+        screen = screen.subset(read_well_list(cfg.data.keep_wells))
     build_shards(screen, shard_dir, crop_size=crop_size, crops_per_field=cfg.data.crops_per_field, seed=cfg.seed,
                  progress=cfg.trainer.progress_bar)
     return shard_dir

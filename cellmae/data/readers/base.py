@@ -7,7 +7,7 @@ shapes, so every layout fails the same way: with an error that names the file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +145,13 @@ class Screen:
                 f"{more}); list them all with `cellmae shards inspect {self.source} --check-files`, restore them, "
                 "or pass --skip-bad to skip their fields"
             )
+
+    def subset(self, wells: Iterable[tuple[str, str, str]]) -> Screen:
+        """The fields of the listed (experiment, plate, well) keys, in this screen's order, read
+        through this screen (same channels and scaling). Raises ValueError when none is here."""
+        from cellmae.data.readers.subset import WellSubsetScreen
+
+        return WellSubsetScreen(self, wells)
 
     def read_raw(self, i: int) -> np.ndarray:
         """Field ``i`` as stored (any dtype), (C, H, W) in :attr:`channels` order."""
