@@ -99,7 +99,7 @@ def _wells(args):
 
 
 def work_tvn(args) -> dict:
-    from cellmae.profiles.align import tvn
+    from cellmae.map.align import tvn
 
     x, b, c, _ = _wells(args)
     base = _rss_mb()
@@ -135,7 +135,7 @@ def _agg_meta(perts, ctrl):
 
 
 def work_aggregate(args) -> dict:
-    from cellmae.profiles.aggregate import aggregate
+    from cellmae.map.aggregate import aggregate
 
     x, _, c, p = _wells(args)
     meta = _agg_meta(p, c)

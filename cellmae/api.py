@@ -97,11 +97,11 @@ def build_map(embeddings: Any, out: str | Path | None = None, **options: Any) ->
 
     ``embeddings``: a block folder (``RUN/embed/<model>/blockNN``), a Parquet or ``.h5ad`` file, a
     DataFrame (e.g. from :func:`embed_screen`) or an AnnData. ``options``: the fields of
-    :class:`cellmae.profiles.pipeline.MapOptions` (``align``, ``agg``, ``batch_col``, ...).
+    :class:`cellmae.map.pipeline.MapOptions` (``align``, ``agg``, ``batch_col``, ...).
     """
-    from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE
-    from cellmae.profiles.pipeline import MapOptions
-    from cellmae.profiles.pipeline import build_map as _build_map
+    from cellmae.map.io import AGGREGATED_FILE, ALIGNED_FILE
+    from cellmae.map.pipeline import MapOptions
+    from cellmae.map.pipeline import build_map as _build_map
 
     opts = _options(MapOptions, options, "build_map")
     with tempfile.TemporaryDirectory(prefix="cellmae-wells-") as tmp, _folder(out, "map") as folder:
@@ -145,7 +145,7 @@ def run_bench(map_: Any, out: str | Path | None = None, *, relationships: Any = 
     """
     from cellmae.bench.benchmark import OUTPUT_FILES, BenchOptions
     from cellmae.bench.benchmark import run_bench as _run_bench
-    from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE, MAP_KIND, write_table
+    from cellmae.map.io import AGGREGATED_FILE, ALIGNED_FILE, MAP_KIND, write_table
     from cellmae.utils.manifest import write_manifest
 
     opts = _options(BenchOptions, {"relationships": relationships, **options}, "run_bench")

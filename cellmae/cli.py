@@ -18,8 +18,8 @@ from cellmae.data.cli import register as register_data
 from cellmae.data.simulate.cli import register as register_simulate
 from cellmae.demo.cli import register as register_demo
 from cellmae.embed.cli import register as register_embed
+from cellmae.map.cli import register as register_map
 from cellmae.models.cli import register as register_models
-from cellmae.profiles.cli import register as register_map
 from cellmae.report.cli import register as register_report
 from cellmae.train.cli import register as register_train
 

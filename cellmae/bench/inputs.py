@@ -98,7 +98,7 @@ def check_map_dir(map_dir: str | Path) -> dict:
     hold a new aligned table beside an old aggregated one. Checksums are compared too (map tables
     are small next to embeddings, and a same-sized replacement must not pass).
     """
-    from cellmae.profiles.io import MAP_KIND
+    from cellmae.map.io import MAP_KIND
 
     map_dir = Path(map_dir)
     manifest = read_manifest(map_dir, MAP_KIND, rerun=f"cellmae map EMBED_BLOCK --out {map_dir}", deep=True)

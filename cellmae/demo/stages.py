@@ -1,7 +1,7 @@
 """One function per pipeline stage, each a thin call into the package that owns the stage.
 
 No stage logic lives here: simulation is cellmae.data.simulate, crops cellmae.data.shards,
-training cellmae.train, featurization cellmae.embed, maps cellmae.profiles, benchmarks
+training cellmae.train, featurization cellmae.embed, maps cellmae.map, benchmarks
 cellmae.bench and the page cellmae.report. Each function writes into the DESIGN.md run
 layout and returns a small dict that the demo records in RUN/demo.json.
 """
@@ -88,7 +88,7 @@ def _drop_stale_blocks(folder: Path, keep: set[str]) -> None:
 
 def build_maps(s: DemoSettings, root: Path, model: str, advance: Callable[[], None] | None = None) -> dict:
     """``RUN/map/<model>/<block>`` for every embedded block (filter, align, aggregate)."""
-    from cellmae.profiles.pipeline import MapOptions, build_map
+    from cellmae.map.pipeline import MapOptions, build_map
 
     run = layout.RunDir(root)
     embedded = block_dirs(run.embed(model))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cellmae import layout
 from cellmae.bench.summary import BENCH_KIND
-from cellmae.profiles.io import MAP_KIND
+from cellmae.map.io import MAP_KIND
 from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import read_manifest
 

@@ -1,6 +1,6 @@
 """The floor plan: no stage imports a later one (docs/ARCHITECTURE.md).
 
-    utils, layout < data < models < train, embed < profiles < bench < report < demo < api, cli
+    utils, layout < data < models < train, embed < map < bench < report < demo < api, cli
 
 Checked on the source with ``ast`` (function-local imports included, since the CLI imports
 stages lazily), so a backward reach fails here instead of in review.
@@ -15,7 +15,7 @@ import cellmae
 
 ROOT = Path(cellmae.__file__).parent
 FLOORS = {
-    "utils": 0, "layout": 0, "data": 1, "models": 2, "train": 3, "embed": 3, "profiles": 4, "bench": 5,
+    "utils": 0, "layout": 0, "data": 1, "models": 2, "train": 3, "embed": 3, "map": 4, "bench": 5,
     "report": 6, "demo": 7, "api": 8, "cli": 9, "__main__": 9, "__init__": 9,
 }
 # Same floor, still separate rooms: training and featurization never import each other.

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cellmae.cli import app
-from cellmae.profiles.proximity import arm_center, arm_of_location, read_arm_table
+from cellmae.map.proximity import arm_center, arm_of_location, read_arm_table
 
 from .screen import synthetic_table
 from .test_map_cli import write_embedding_dataset

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
-from cellmae.profiles.aggregate import NUM_WELLS, aggregate
+from cellmae.map.aggregate import NUM_WELLS, aggregate
 
 
 @pytest.fixture()

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from cellmae.profiles.pipeline import MapOptions, build_map
+        from cellmae.map.pipeline import MapOptions, build_map
 
         comps: int | float | None
         if pca_components == 0:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cellmae.cli import app
 from cellmae.data.schema import CONCENTRATION, EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE, feature_columns
-from cellmae.profiles.filtering import filter_wells
+from cellmae.map.filtering import filter_wells
 
 from .screen import synthetic_table
 
@@ -78,8 +78,8 @@ def test_filter_wells() -> None:
 def test_map_default_alignment_is_stated() -> None:
     import typer.main
 
-    from cellmae.profiles.align import DEFAULT_ALIGN
-    from cellmae.profiles.pipeline import MapOptions
+    from cellmae.map.align import DEFAULT_ALIGN
+    from cellmae.map.pipeline import MapOptions
 
     command = typer.main.get_command(app).commands["map"]
     option = next(p for p in command.params if p.name == "align")

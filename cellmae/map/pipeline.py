@@ -19,10 +19,10 @@ from cellmae.data.schema import (
     feature_column,
     feature_columns,
 )
-from cellmae.profiles.aggregate import AGG_METHODS, aggregate
-from cellmae.profiles.align import ALIGN_METHODS, DEFAULT_ALIGN, align
-from cellmae.profiles.filtering import filter_wells
-from cellmae.profiles.io import (
+from cellmae.map.aggregate import AGG_METHODS, aggregate
+from cellmae.map.align import ALIGN_METHODS, DEFAULT_ALIGN, align
+from cellmae.map.filtering import filter_wells
+from cellmae.map.io import (
     AGGREGATED_FILE,
     ALIGNED_FILE,
     MAP_KIND,
@@ -107,7 +107,7 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "t
     timings["aggregate_s"] = time.perf_counter() - t0
     arm_report = None
     if opts.arm_correction:
-        from cellmae.profiles.proximity import arm_center, read_arm_table
+        from cellmae.map.proximity import arm_center, read_arm_table
 
         # Only gene knockouts carry the cut-site effect: compound and control profiles stay as they are.
         ptype = groups[PERTURBATION_TYPE].astype(str).str.upper().to_numpy()

@@ -9,7 +9,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL
-from cellmae.profiles.align import (
+from cellmae.map.align import (
     DEFAULT_ALIGN,
     align,
     center_scale,
