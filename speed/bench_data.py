@@ -8,7 +8,7 @@ to a temporary folder, then times:
   direct    files -> batches without shards (``CropDataset`` + torch DataLoader, 1 / 2 workers)
   files->batches = crops / (build + stream) for the shard path
 
-Run: ``python benchmarks/bench_data.py [--fields 32 --crop 256 --crops-per-field 4 --batch 16]``.
+Run: ``python speed/bench_data.py [--fields 32 --crop 256 --crops-per-field 4 --batch 16]``.
 Figures are wall-clock on this machine; another process loading it slows them several-fold.
 """
 

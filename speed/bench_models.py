@@ -6,8 +6,8 @@ tokens at batch 16, both under bf16 autocast. The bf16 and fp32 matmul peaks (20
 the same run, FLOPs are counted with torch.utils.flop_counter.FlopCounterMode, and achieved GFLOP/s are
 printed as a fraction of the peak (absolute times drift on shared machines; ratios do not).
 
-    python benchmarks/bench_models.py                       # the TARGETS.md figures
-    python benchmarks/bench_models.py --model camae_vit_tiny_patch8_64 --steps 3 --precision fp32
+    python speed/bench_models.py                       # the TARGETS.md figures
+    python speed/bench_models.py --model camae_vit_tiny_patch8_64 --steps 3 --precision fp32
 """
 
 from __future__ import annotations
