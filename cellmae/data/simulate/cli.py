@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cellmae import layout
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
 
 
 def register(app: typer.Typer) -> None:
@@ -14,14 +15,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate(
-        out: Path = typer.Argument(Path("screen"), help="Output folder (RxRx layout + truth/)."),
+        out: Path = typer.Option(Path("screen"), "--out", "-o", help="Output folder (RxRx layout + truth/)."),
         preset: str = typer.Option(
             "demo", "--preset", "-p",
             help="tiny | demo | large | cellpainting-tiny | cellpainting-demo | cellpainting-large.",
         ),
-        seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same bytes."),
+        seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same bytes."),
         overrides: list[str] = typer.Option(
-            [], "--set", "-o",
+            [], "--set",
             help="Override a preset parameter, key=value (repeatable), e.g. --set n_genes=50 "
             "--set channels=DNA,ER,RNA,AGP,Mito. See docs/simulate.md for all keys.",
         ),
@@ -29,6 +30,9 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds a different screen."),
         preview: bool = typer.Option(False, "--preview", help="Also write OUT/preview.png (controls vs hits vs batches)."),
         list_presets: bool = typer.Option(False, "--list-presets", help="Print the presets and their parameters, then exit."),
+        progress: bool = PROGRESS,
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         """Simulate a perturbation screen (real gene symbols, groups from HuMAP/Reactome, compounds,
         batch effects) in the RxRx layout with its ground truth, ready for `cellmae shards`."""
@@ -55,9 +59,12 @@ def register(app: typer.Typer) -> None:
         from cellmae.data.simulate.preview import write_preview
         from cellmae.data.simulate.writer import simulate_screen
 
+        speaker = Speaker(quiet=quiet, as_json=as_json)
         t0 = time.perf_counter()
-        root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=True, **kwargs)
-        console.print(f"wrote {root} (preset {preset}, seed {seed}) in {time.perf_counter() - t0:.1f} s")
-        if preview:
-            png = write_preview(root, root / layout.SCREEN_PREVIEW_FILE)
-            console.print(f"preview: {png}")
+        root = simulate_screen(out, preset, seed, overwrite=overwrite, progress=progress and not quiet, **kwargs)
+        seconds = time.perf_counter() - t0
+        png = write_preview(root, root / layout.SCREEN_PREVIEW_FILE) if preview else None
+        speaker.summary({"screen": str(root), "preset": preset, "seed": seed, "seconds": round(seconds, 1),
+                         "preview": str(png) if png else None},
+                        f"wrote {root} (preset {preset}, seed {seed}) in {seconds:.1f} s",
+                        *([f"preview: {png}"] if png else []))

@@ -177,13 +177,15 @@ def test_cli_writes_screen_and_preview(tmp_path: Path) -> None:
     app = typer.Typer()
     register(app)
     app.command("noop")(lambda: None)  # a second command keeps typer from collapsing the group
-    args = ["simulate", str(tmp_path / "s"), "--preset", "tiny", "--set", "n_genes=4", "--set", "field_size=96",
-            "--set", "controls_per_plate=2", "--preview"]
+    args = ["simulate", "-o", str(tmp_path / "s"), "--preset", "tiny", "--set", "n_genes=4", "--set", "field_size=96",
+            "--set", "controls_per_plate=2", "--preview", "--json", "--no-progress"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    preview = Image.open(tmp_path / "s" / "preview.png")
+    record = json.loads(res.stdout)  # --json: one object on stdout, nothing else
+    assert record["screen"] == str((tmp_path / "s").absolute()) and record["preset"] == "tiny"
+    preview = Image.open(record["preview"])
     assert preview.size[0] > 400 and preview.size[1] > 400
-    bad = CliRunner().invoke(app, ["simulate", str(tmp_path / "t"), "--set", "n_genes=abc"])
+    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "t"), "--set", "n_genes=abc"])
     assert bad.exit_code != 0 and "n_genes" in bad.output
 
 
