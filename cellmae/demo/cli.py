@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cellmae.demo.settings import DemoSettings as _Defaults  # light module: no torch at CLI start-up
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +38,9 @@ def register(app: typer.Typer) -> None:
         transfer_preset: str = typer.Option(_Defaults.transfer_preset, "--transfer-preset",
                                             help="Simulator preset of the 5-channel transfer screen."),
         device: str = typer.Option(_Defaults.device, "--device", help="auto | cpu | cuda | cuda:N."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        progress: bool = PROGRESS,
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         """Run the whole pipeline and write RUN/report.html (about 10 minutes on 2 idle CPU cores).
 
@@ -50,34 +53,45 @@ def register(app: typer.Typer) -> None:
         from cellmae.demo.pipeline import run_demo, summary_tables
         from cellmae.demo.settings import DemoSettings
 
-        console = Console()
+        console = Console(stderr=as_json, quiet=quiet)  # stdout stays clean for --json
         settings = DemoSettings(
             out=out, screen=screen, checkpoint=checkpoint, preset=preset, simulate_overrides=tuple(sim_set), seed=seed, steps=steps,
             max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
-            blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device, progress=progress,
+            blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device,
+            progress=progress and not quiet,
             transfer_preset=None if skip_transfer else transfer_preset,
         )
         result = run_demo(settings, console)
-        for table in summary_tables(result):
-            console.print(table)
-        typer.echo(f"report: {result.report}")
+        if not as_json:
+            for table in summary_tables(result):
+                console.print(table)
+        Speaker(quiet=quiet, as_json=as_json).summary(
+            {"report": str(result.report), "seconds": round(result.seconds, 1), "headline": result.headline,
+             "stages": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 1)} for r in result.stages]},
+            f"report: {result.report}")
+
     @app.command("scaling-study")
     def scaling_study(
-        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Overrides for every job."),
-        config: str = typer.Option("tiny-camae", "--config", "-c", help="Base preset or YAML file."),
-        shards: Path = typer.Option(..., "--shards", "-s", help="Shard folder (or screen folder) to train on."),
+        shards: Path = typer.Argument(..., help="Shard folder (or screen folder) to train on."),
         out: Path = typer.Option(..., "--out", "-o", help="Study folder: one run per grid cell + scaling.csv/png."),
+        config: str = typer.Option("tiny-camae", "--config", "-c", help="Base preset or YAML file."),
+        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                            help="Config override for every job (repeatable)."),
         models: str = typer.Option(..., "--models", help="Comma-separated model presets (the model-size axis)."),
         fractions: str = typer.Option("1.0", "--fractions", help="Comma-separated data fractions (0, 1]."),
         bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished jobs, resume killed ones."),
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         """Train a grid of model sizes x data sizes (one subprocess per job) and plot loss vs compute."""
         from cellmae.demo.scaling import run_scaling_study
         from cellmae.layout import SCALING_PLOT_FILE, SCALING_TABLE_FILE
 
         table = run_scaling_study(config, shards, out, models=[m.strip() for m in models.split(",") if m.strip()],
-                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides or [],
+                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides,
                                   bench_dir=bench, resume=resume)
-        typer.echo(table.to_string(index=False))
-        typer.echo(f"wrote {out / SCALING_TABLE_FILE} and {out / SCALING_PLOT_FILE}")
+        Speaker(quiet=quiet, as_json=as_json).summary(
+            {"table": str(out / SCALING_TABLE_FILE), "plot": str(out / SCALING_PLOT_FILE),
+             "jobs": table.to_dict(orient="records")},
+            table.to_string(index=False), f"wrote {out / SCALING_TABLE_FILE} and {out / SCALING_PLOT_FILE}")

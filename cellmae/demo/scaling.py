@@ -127,8 +127,8 @@ def run_scaling_study(
 def _run_job(python: str, config: str | Path, shard_dir: Path, job_dir: Path, overrides: list[str], resume: bool,
              env: dict[str, str] | None) -> None:
     job_dir.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [python, "-m", "cellmae.cli", "train", "--config", str(config), "--shards", str(shard_dir),
-           "--out", str(job_dir), *overrides, "trainer.progress_bar=false"]
+    cmd = [python, "-m", "cellmae.cli", "train", str(shard_dir), "--out", str(job_dir), "--config", str(config),
+           *[a for o in overrides for a in ("--set", o)], "--no-progress"]
     if resume:
         cmd.append("--resume")
     log = job_dir.parent / f"{job_dir.name}.log"

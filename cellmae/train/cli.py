@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
+
 TRAIN_HELP = """Pretrain an MAE / CA-MAE / CNN-MAE or train a weakly supervised classifier.
 
-Configs are YAML presets (see --list-presets) plus KEY=VALUE overrides (see --list-keys), e.g.
+Configs are YAML presets (see --list-presets) plus --set KEY=VALUE overrides (see --list-keys), e.g.
 
-cellmae train --config tiny-camae --shards RUN/shards --out RUN/train/tiny-camae optim.lr=1e-3 trainer.max_steps=500
+cellmae train RUN/shards -o RUN/train/tiny-camae --config tiny-camae --set optim.lr=1e-3 --set trainer.max_steps=500
 
 Multi-GPU / multi-node: trainer.strategy=ddp|fsdp trainer.devices=N trainer.num_nodes=M, launched directly, under torchrun, or under SLURM srun (docs/train.md). --resume continues from OUT/checkpoints/last.ckpt, or starts fresh when there is none yet.
 """
@@ -21,16 +23,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train", help=TRAIN_HELP)
     def train(
-        overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...",
-                                              help="Config overrides, e.g. optim.lr=3e-4 trainer.max_steps=1000."),
-        config: str = typer.Option("tiny-camae", "--config", "-c", help="Preset name or YAML file."),
-        shards: Path = typer.Option(None, "--shards", "-s",
-                                    help="Shard folder (cellmae shards) or a screen folder (sharded into OUT/shards)."),
+        shards: Path = typer.Argument(None, help="Shard folder (cellmae shards) or a screen folder (sharded into "
+                                      "OUT/shards first)."),
         out: Path = typer.Option(None, "--out", "-o", help="Run folder, conventionally RUN/train/<model>."),
+        config: str = typer.Option("tiny-camae", "--config", "-c", help="Preset name or YAML file."),
+        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                            help="Config override (repeatable), e.g. --set optim.lr=3e-4."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt if present."),
         print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
         list_presets: bool = typer.Option(False, "--list-presets", help="List bundled presets and exit."),
         list_keys: bool = typer.Option(False, "--list-keys", help="List every config key with default and help."),
+        progress: bool = PROGRESS,
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         from cellmae.train.config import ConfigError, config_to_yaml, describe_keys, load_config
         from cellmae.train.config import list_presets as presets
@@ -51,7 +56,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(config_to_yaml(cfg))
             return
         if shards is None or out is None:
-            raise typer.BadParameter("--shards and --out are required to train")
+            raise typer.BadParameter("SHARDS and --out are required to train")
+        if not (progress and not quiet):
+            cfg.trainer.progress_bar = False
         from cellmae.train.module_base import NonFiniteLossError
         from cellmae.train.run import run_training
         from cellmae.utils.errors import InputError
@@ -63,4 +70,7 @@ def register(app: typer.Typer) -> None:
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 
         if rank_zero_only.rank == 0:
-            typer.echo(f"trained model written to {out}")
+            from cellmae.train.run import read_summary
+
+            Speaker(quiet=quiet, as_json=as_json).summary({"out": str(out), **read_summary(out)},
+                                                          f"trained model written to {out}")

@@ -38,6 +38,11 @@ def override_args(overrides: dict) -> list[str]:
     return out
 
 
+def set_options(overrides: dict) -> list[str]:
+    """The same overrides as ``--set KEY=VALUE`` options of `cellmae train`."""
+    return [a for o in override_args(overrides) for a in ("--set", o)]
+
+
 @pytest.fixture(scope="session")
 def sim_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards of the tiny simulated screen: 44 fields x 4 random 32px crops, 6 channels."""

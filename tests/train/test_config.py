@@ -95,9 +95,9 @@ def test_cli_reports_config_errors_and_prints_resolved_config() -> None:
     from cellmae.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--config", "tiny-camae", "optim.lrr=1", "--print-config"])
+    res = runner.invoke(app, ["train", "--config", "tiny-camae", "--set", "optim.lrr=1", "--print-config"])
     assert res.exit_code != 0 and "did you mean" in res.output
-    res = runner.invoke(app, ["train", "--config", "tiny-camae", "optim.name=lion", "--print-config"])
+    res = runner.invoke(app, ["train", "--config", "tiny-camae", "--set", "optim.name=lion", "--print-config"])
     assert res.exit_code == 0 and "name: lion" in res.output
     res = runner.invoke(app, ["train", "--list-presets"])
     assert "vitl8-camae" in res.output

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import override_args, tiny_overrides
+from .conftest import set_options, tiny_overrides
 
 
 @pytest.mark.slow
@@ -19,8 +19,8 @@ def test_two_process_cpu_ddp_splits_the_shards_per_rank(sim_shards: Path, tmp_pa
     out = tmp_path / "ddp"
     overrides = tiny_overrides(**{"trainer.strategy": "ddp", "trainer.devices": 2, "trainer.accelerator": "cpu",
                                   "trainer.max_epochs": 1, "trainer.max_steps": -1, "checkpoint.every_n_steps": 4})
-    cmd = [sys.executable, "-m", "cellmae.cli", "train", "--config", "tiny-camae", "--shards", str(sim_shards),
-           "--out", str(out), *override_args(overrides)]
+    cmd = [sys.executable, "-m", "cellmae.cli", "train", str(sim_shards), "--out", str(out), "--config", "tiny-camae",
+           *set_options(overrides)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -13,7 +13,7 @@ from cellmae.cli import app
 from cellmae.train.run import run_training
 from cellmae.utils.errors import InputError
 
-from .conftest import override_args, tiny_overrides
+from .conftest import set_options, tiny_overrides
 
 runner = CliRunner()
 
@@ -30,8 +30,8 @@ def test_a_truncated_resume_checkpoint_is_named_and_weights_are_readable(sim_sha
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     with pytest.raises(InputError, match=rf"{last}: truncated or corrupt resume checkpoint .* delete it"):
         run_training("tiny-camae", sim_shards, out, overrides=overrides, resume=True)
-    res = runner.invoke(app, ["train", "--shards", str(sim_shards), "--out", str(out), "--resume",
-                              *override_args(overrides)])
+    res = runner.invoke(app, ["train", str(sim_shards), "--out", str(out), "--resume",
+                              *set_options(overrides)])
     assert res.exit_code == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {last}: truncated or corrupt"), res.stderr
@@ -45,8 +45,8 @@ def test_training_refuses_shards_that_do_not_match_their_manifest(sim_shards: Pa
     with pytest.raises(InputError, match=rf"{shards}: files do not match manifest.json \({chunk.name} has 100 bytes"):
         run_training("tiny-camae", shards, tmp_path / "run", overrides=tiny_overrides(**{"trainer.max_steps": 1}))
     (shards / "manifest.json").unlink()
-    res = runner.invoke(app, ["train", "--shards", str(shards), "--out", str(tmp_path / "run2"),
-                              *override_args(tiny_overrides(**{"trainer.max_steps": 1}))])
+    res = runner.invoke(app, ["train", str(shards), "--out", str(tmp_path / "run2"),
+                              *set_options(tiny_overrides(**{"trainer.max_steps": 1}))])
     assert res.exit_code == 2
     assert res.stderr.strip() == (f"error: {shards}: no manifest.json, so this shards output is incomplete (a run was "
                                   f"interrupted or is still writing); rerun `cellmae shards build SCREEN --out "
@@ -55,7 +55,7 @@ def test_training_refuses_shards_that_do_not_match_their_manifest(sim_shards: Pa
 
 @pytest.mark.parametrize("override", ["data.batch_size=0", "data.num_workers=-1", "trainer.max_steps=x"])
 def test_bad_train_options_are_one_line_naming_the_key(sim_shards: Path, tmp_path: Path, override: str) -> None:
-    res = runner.invoke(app, ["train", "--shards", str(sim_shards), "--out", str(tmp_path / "run"), override])
+    res = runner.invoke(app, ["train", str(sim_shards), "--out", str(tmp_path / "run"), "--set", override])
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and override.split("=")[0] in lines[0], res.stderr
