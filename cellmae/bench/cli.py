@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cellmae.data.schema import EXPERIMENT
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +59,9 @@ def bench(
     probes_only: bool = typer.Option(False, "--probes-only", help="Folder of blocks: run only the probes."),
     force: bool = typer.Option(False, "--force", help="Folder of blocks: redo blocks already benchmarked (default: resume)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw (nulls, negatives, folds)."),
+    progress: bool = PROGRESS,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Benchmark a map: known-relationship recall, replicate consistency, copairs mAP (activity and
     consistency, FDR-corrected), compound-gene AP/AUC, batch predictability; or, for a folder of
@@ -65,13 +69,11 @@ def bench(
 
     Writes recall.csv, consistency.csv, map_copairs.csv, compound_gene.csv (when compounds have known targets), batch.csv and summary.json. See docs/bench.md.
     """
-    from rich.console import Console
-
     from cellmae.bench.benchmark import BenchOptions, describe, run_bench
     from cellmae.bench.blocks import run_blocks
     from cellmae.layout import BENCH_PROBES_FILE, BEST_BLOCK_FILE, MAP_ALIGNED_FILE
 
-    console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+    speaker = Speaker(quiet=quiet, as_json=as_json)
     if consistency_null not in ("other", "controls"):
         raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
     if replicate_null not in ("random-pairs", "negative-controls"):
@@ -86,17 +88,17 @@ def bench(
     )
     if (map_dir / MAP_ALIGNED_FILE).is_file():
         summary = run_bench(map_dir, out, opts)
-        for line in describe(summary):
-            console.print(line)
-        console.print(f"wrote {out}")
+        speaker.summary({"out": str(out), **summary}, *describe(summary), f"wrote {out}")
         return
     result = run_blocks(map_dir, out, opts, embed_model_dir=embed_dir, bench=not probes_only,
                         probe_groups=probe_groups, probe_metric=probe_metric, probe_folds=probe_folds,
-                        held_out=not probe_evaluation, force=force, progress=True, say=console.print)
+                        held_out=not probe_evaluation, force=force, progress=progress and speaker.chatty,
+                        say=speaker.say)
     best = result.best
-    console.print(result.probes.to_string(index=False))
-    console.print(f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); "
-                  f"wrote {out}/{BENCH_PROBES_FILE}, {BEST_BLOCK_FILE}")
+    speaker.summary({"out": str(out), "blocks": result.summaries, "skipped": result.skipped, "best_block": best},
+                    result.probes.to_string(index=False),
+                    f"best block: {best['block']} ({best['metric']} = {best['value']:.3f}); "
+                    f"wrote {out}/{BENCH_PROBES_FILE}, {BEST_BLOCK_FILE}")
 
 
 def curate(
@@ -106,9 +108,11 @@ def curate(
     control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),
     n_null: int = typer.Option(1000, help="Random well sets in the null distribution."),
     seed: int = typer.Option(0, help="Seed for the null and the control subsample."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Keep wells of perturbations with a significant phenotype (replicate consistency) plus capped controls."""
     from cellmae.bench.curation import curate_wells
 
     result = curate_wells(embeddings, out, alpha=alpha, control_share=control_share, n_null=n_null, seed=seed)
-    typer.echo(result.summary_text())
+    Speaker(quiet=quiet, as_json=as_json).summary({"out": str(out), **result.report}, result.summary_text())

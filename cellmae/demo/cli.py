@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(_Defaults.out, "--out", "-o", help="Run directory (created; a rerun resumes it)."),
-        screen: Path | None = typer.Option(None, "--screen", help="Your own screen folder instead of the simulated one."),
+        screen: Path | None = typer.Argument(None, help="Your own screen folder (default: a simulated one)."),
         checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Your own model (checkpoint folder or "
                                                "OpenPhenom file) instead of training one."),
         preset: str = typer.Option(_Defaults.preset, "--preset", help="Simulator preset: tiny | demo | large | ..."),
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         Stages: simulate the demo screen, cut training crops, train a tiny CA-MAE, embed every block with it and with the baselines (random-init of the same architecture, handcrafted features), align with TVN, run every benchmark (recall of the simulated truth, replicate consistency, mAP, block probes), embed a 5-channel Cell-Painting-like screen with the same models (channel transfer), and build the report.
 
-        Rerunning with the same --out resumes: finished stages are reused, a changed option reruns only the stages it affects. Use --screen / --checkpoint / --relationships for your own data.
+        Rerunning with the same --out resumes: finished stages are reused, a changed option reruns only the stages it affects. Give a SCREEN folder, --checkpoint and --relationships for your own data.
         """
         from rich.console import Console
 

@@ -22,7 +22,7 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     screen: Path | None = None  # your own screen (RxRx / Cell Painting layout) instead of the simulated one
     checkpoint: Path | None = None  # your own model (checkpoint dir or OpenPhenom file) instead of training
-    preset: str = "demo"  # simulator preset when no --screen is given
+    preset: str = "demo"  # simulator preset when no screen is given
     # Simulator overrides (key=value) for both screens. None by default: the preset's 256 px fields hold
     # ~75 cells per well. At 128 px (~19 cells) the wells were too noisy for the 5-minute model: its
     # sim-truth recall was 0.09-0.16, within noise of random-init; the same model scored 0.17-0.26 on

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
+
 
 def register(app: typer.Typer) -> None:
     """Add ``cellmae map`` to ``app``."""
@@ -37,6 +39,9 @@ def register(app: typer.Typer) -> None:
             None, "--arm-correction", help="Proximity-bias correction: a gene -> chromosome arm table (CSV/TSV with "
             "gene/symbol and chromosome_arm or location columns, e.g. HGNC's complete set); gene profiles are centred "
             "per arm after aggregation. Default: off."),
+        progress: bool = PROGRESS,
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         """Filter, align (TVN / PCA + center-scale / center-scale per batch) and aggregate well embeddings.
 
@@ -70,10 +75,12 @@ def register(app: typer.Typer) -> None:
             opts.check()
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
-        with console.status(f"building map from {embed_dir} ({align}, {agg})"):
+        speaker = Speaker(quiet=quiet, as_json=as_json)
+        status = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, quiet=not (progress and speaker.chatty))
+        with status.status(f"building map from {embed_dir} ({align}, {agg})"):
             summary = build_map(embed_dir, out, opts)
-        console.print(
+        speaker.summary(
+            {"out": str(out), **summary},
             f"map written to {out}: {summary['wells']} wells ({summary['control_wells']} controls, "
-            f"{summary['batches']} batches) -> {summary['profiles']} profiles x {summary['output_dim']} dims"
+            f"{summary['batches']} batches) -> {summary['profiles']} profiles x {summary['output_dim']} dims",
         )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cellmae.utils.cli_options import JSON, QUIET, Speaker
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``report`` command to ``app``."""
@@ -15,6 +17,8 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="Run directory holding train/, embed/, map/, bench/ (and transfer/)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Output HTML file (default: RUN_DIR/report.html)."),
         title: str | None = typer.Option(None, "--title", help="Page title (default: the run folder name)."),
+        quiet: bool = QUIET,
+        as_json: bool = JSON,
     ) -> None:
         """Build one self-contained HTML report (figures embedded, works offline) from a run directory.
 
@@ -23,4 +27,6 @@ def register(app: typer.Typer) -> None:
         from cellmae.report.build import build_report
 
         path = build_report(run_dir, out, title=title)
-        typer.echo(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        size = path.stat().st_size
+        Speaker(quiet=quiet, as_json=as_json).summary({"report": str(path), "bytes": size},
+                                                      f"report written to {path} ({size / 1e6:.1f} MB)")
