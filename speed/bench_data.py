@@ -5,7 +5,6 @@ to a temporary folder, then times:
 
   build     files -> LitData shards (``build_shards``, decode in 1 / 2 worker processes)
   stream    shards -> batches (``shard_dataloader``, 1 / 2 dataloader workers)
-  direct    files -> batches without shards (``CropDataset`` + torch DataLoader, 1 / 2 workers)
   files->batches = crops / (build + stream) for the shard path
 
 Run: ``python speed/bench_data.py [--fields 32 --crop 256 --crops-per-field 4 --batch 16]``.
@@ -74,7 +73,6 @@ def main() -> None:
     import litdata  # noqa: F401 - imported up front so no timing below includes it
     import torch
 
-    from cellmae.data.crops import CropDataset
     from cellmae.data.readers import open_screen
     from cellmae.data.shards import build_shards, shard_dataloader
 
@@ -100,15 +98,10 @@ def main() -> None:
             build = time.perf_counter() - t
             loader = shard_dataloader(out, batch_size=args.batch, num_workers=workers, shuffle=True, seed=0)
             rate, startup = crops_per_s(loader, n, epochs=args.epochs)
-            ds = CropDataset(screen, crop_size=args.crop, crops_per_field=args.crops_per_field, seed=0)
-            direct, _ = crops_per_s(
-                torch.utils.data.DataLoader(ds, batch_size=args.batch, num_workers=workers), n
-            )
             print(
                 f"workers={workers}: build (files->shards) {n / build:7.1f} crops/s | "
                 f"stream (shards->batches) {rate:7.1f} crops/s, first batch after {startup:.2f} s | "
-                f"files->batches via shards {n / (build + n / rate):7.1f} crops/s | "
-                f"files->batches direct {direct:7.1f} crops/s"
+                f"files->batches via shards {n / (build + n / rate):7.1f} crops/s"
             )
 
 

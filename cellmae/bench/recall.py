@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from cellmae.bench.null_quantiles import null_order_statistics, null_size, unit_rows
-from cellmae.data.schema import CONCENTRATION, PERTURBATION, feature_columns
 
 DEFAULT_THRESHOLDS: tuple[tuple[float, float], ...] = ((0.05, 0.95), (0.1, 0.9))
 
@@ -146,29 +145,3 @@ def known_relationship_recall(
         row[SOURCE] = source
         rows.append(row)
     return pd.DataFrame(rows, columns=recall_columns(pairs_thr))
-
-
-def aggregated_recall(
-    aggregated: pd.DataFrame,
-    relationships: Mapping[str, pd.DataFrame],
-    thresholds: Sequence[tuple[float, float]] = DEFAULT_THRESHOLDS,
-    *,
-    label_column: str = PERTURBATION,
-) -> pd.DataFrame:
-    """:func:`known_relationship_recall` on an aggregated map table (``aggregated.parquet``).
-
-    Uses rows with one profile per perturbation: compound rows (with a concentration) are left
-    out when that makes labels unique, since relationship databases name genes. Raises if the
-    labels are still not unique.
-    """
-    feats = feature_columns(aggregated)
-    if not feats:
-        raise ValueError("aggregated table has no feature_ columns")
-    if label_column not in aggregated.columns:
-        raise ValueError(f"aggregated table lacks the label column {label_column!r}")
-    table = aggregated
-    if table[label_column].duplicated().any() and CONCENTRATION in table.columns:
-        table = table[table[CONCENTRATION].isna()]
-    return known_relationship_recall(
-        table[feats].to_numpy(dtype=np.float64), table[label_column].astype(str).tolist(), relationships, thresholds
-    )

@@ -1,7 +1,5 @@
-"""Crops of one field (tiling + optional QC), and an in-memory crop dataset that needs no shards.
+"""Crops of one field (tiling + optional QC), as :func:`cellmae.data.shards.build_shards` cuts them.
 
-Both :func:`cellmae.data.shards.build_shards` and :class:`CropDataset` go through
-:func:`field_crops`, so a crop is the same whether it was streamed from shards or cut on the fly.
 The random generator of field i is seeded by (seed, i): crops do not depend on worker count or order.
 """
 
@@ -81,43 +79,3 @@ def _plain(v):
     if isinstance(v, np.generic):
         v = v.item()
     return "" if v is None else v
-
-
-class CropDataset:
-    """A map-style torch dataset of crops cut from a screen in memory (no shards needed).
-
-    Item k is crop k % n of field k // n; items are dicts like shard samples
-    (``image`` uint8 (C, size, size) numpy array + metadata), so ``torch.utils.data.DataLoader``
-    batches them like :func:`cellmae.data.shards.shard_dataloader` does. The last field read is
-    cached (sequential access reads each field once); QC is not applied here (use shards for QC-filtered training).
-    """
-
-    def __init__(
-        self, screen: Screen, *, crop_size: int, crops_per_field: int = 1, mode: str = "random", seed: int = 0
-    ):
-        if mode not in CROP_MODES:
-            raise ValueError(f"mode must be one of {CROP_MODES}, got {mode!r}")
-        self.screen, self.crop_size, self.mode, self.seed = screen, crop_size, mode, seed
-        self.crops_per_field = crops_per_field
-        self.channels = screen.channels
-        self._last: FieldCrops | None = None
-
-    def __len__(self) -> int:
-        return len(self.screen) * self.crops_per_field
-
-    def __getitem__(self, k: int) -> dict:
-        i, j = divmod(k, self.crops_per_field)
-        # Sequential access reads each field once: keep the last field's crops (one cache per worker).
-        if self._last is None or self._last.field_index != i:
-            self._last = field_crops(
-                self.screen,
-                i,
-                crop_size=self.crop_size,
-                crops_per_field=self.crops_per_field,
-                mode=self.mode,
-                seed=self.seed,
-            )
-        fc = self._last
-        if j >= len(fc.positions):
-            raise IndexError(f"field {i} has only {len(fc.positions)} grid tiles of {self.crop_size}")
-        return crop_record(self.screen, fc, j)

@@ -13,7 +13,7 @@ Two measures on one channel (the nuclear stain by default, the one every assay h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -38,37 +38,6 @@ class QCConfig:
                 raise ValueError(f"QC channel index {self.channel} out of range for channels {channels}")
             return self.channel
         return channels.index(self.channel) if self.channel in channels else 0
-
-
-@dataclass
-class QCCounts:
-    """How many crops QC saw, kept and dropped (a crop failing both checks counts as empty)."""
-
-    total: int = 0
-    kept: int = 0
-    empty: int = 0
-    out_of_focus: int = 0
-    per_field: list[dict] = field(default_factory=list)
-
-    def add(self, keep: np.ndarray, empty: np.ndarray, field_index: int) -> None:
-        blurry = ~keep & ~empty
-        self.total += int(keep.size)
-        self.kept += int(keep.sum())
-        self.empty += int(empty.sum())
-        self.out_of_focus += int(blurry.sum())
-        self.per_field.append(
-            {
-                "field": field_index,
-                "total": int(keep.size),
-                "empty": int(empty.sum()),
-                "out_of_focus": int(blurry.sum()),
-            }
-        )
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("per_field")
-        return d
 
 
 def field_threshold(channel: np.ndarray) -> float:

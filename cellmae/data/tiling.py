@@ -49,12 +49,6 @@ def random_crop_positions(
     return [(int(k // nx), int(k % nx)) for k in flat]
 
 
-def random_crops(image: np.ndarray, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random ``size`` x ``size`` crops of a (C, H, W) image: (n, C, size, size)."""
-    h, w = _check(image, size)
-    return crops_at(image, random_crop_positions(h, w, size, n, rng), size)
-
-
 def crops_at(image: np.ndarray, positions: list[tuple[int, int]], size: int) -> np.ndarray:
     """Crops of ``size`` at the given top-left corners, stacked: (len(positions), C, size, size)."""
     out = np.empty((len(positions), image.shape[0], size, size), dtype=image.dtype)

@@ -235,7 +235,7 @@ def headline_numbers(root: Path) -> list[dict]:
 
 def _write_demo_json(s: DemoSettings, result: DemoResult) -> None:
     data = {
-        "settings": {k: v for k, v in s.record().items() if k not in ("extra", "progress")},
+        "settings": {k: v for k, v in s.record().items() if k != "progress"},
         "stage_seconds": {r.name: round(r.seconds, 1) for r in result.stages},
         "stages_reused": [r.name for r in result.stages if r.status == "reused"],
         "total_seconds_this_run": round(result.seconds, 1),

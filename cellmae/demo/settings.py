@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 MODEL = "camae"  # the trained model's name under RUN/train, RUN/embed, ... (DESIGN.md run layout)
@@ -57,7 +57,6 @@ class DemoSettings:
     device: str = "auto"
     workers: int | None = None  # embedding decode workers (None: the embed stage's default)
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -190,9 +190,6 @@ def _timm(spec: str, channels: Sequence[str] | None, tile: int | None) -> Any:
 def _is_timm_name(name: str) -> bool:
     if "/" in name or name.startswith(".") or ":" in name:
         return False
-    try:
-        import timm
+    import timm
 
-        return bool(timm.is_model(name.split("@", 1)[0]))
-    except ImportError:
-        return False
+    return bool(timm.is_model(name.split("@", 1)[0]))

@@ -19,10 +19,6 @@ class TokenMask:
     ids_restore: torch.Tensor
     mask: torch.Tensor
 
-    @property
-    def num_visible(self) -> int:
-        return int(self.ids_keep.shape[1])
-
 
 def num_visible_tokens(num_tokens: int, mask_ratio: float) -> int:
     """Tokens kept for a given ratio (MAE's ``int(L * (1 - ratio))``, at least one)."""

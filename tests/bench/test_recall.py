@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from cellmae.bench import null_quantiles
-from cellmae.bench.recall import aggregated_recall, known_relationship_recall
+from cellmae.bench.recall import known_relationship_recall
 from cellmae.bench.relationships import load_relationships, normalize_pairs
-from cellmae.data.schema import CONCENTRATION, PERTURBATION, feature_column
 
 
 def reference_recall(features: np.ndarray, labels: list[str], rels: dict, thresholds) -> pd.DataFrame:
@@ -102,17 +101,10 @@ def test_test_vector_random_seed0(shared_dir: Path, relationships_dir: Path) -> 
         np.testing.assert_allclose(got[col], expected[col], rtol=0, atol=1e-6)
 
 
-def test_aggregated_table_and_errors() -> None:
+def test_recall_errors_and_empty_sources() -> None:
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((5, 4)).astype(np.float32)
-    table = pd.DataFrame({PERTURBATION: ["A", "B", "C", "cpd", "cpd"], CONCENTRATION: [np.nan] * 3 + [0.1, 1.0]})
-    for i in range(4):
-        table[feature_column(i)] = feats[:, i]
     rels = {"r": pd.DataFrame({"entity1": ["A"], "entity2": ["B"]})}
-    out = aggregated_recall(table, rels)
-    assert out.loc[0, "null_distribution_size"] == 3  # genes only: compound doses left out
-    direct = known_relationship_recall(feats[:3], ["A", "B", "C"], rels)
-    pd.testing.assert_frame_equal(out, direct)
     with pytest.raises(ValueError, match="duplicated perturbation label 'A'"):
         known_relationship_recall(feats[:2], ["A", "A"], rels)
     with pytest.raises(ValueError, match="row 1"):

@@ -1,20 +1,20 @@
 import numpy as np
-import torch
 
-from cellmae.data.crops import CropDataset, field_crops
+from cellmae.data.crops import crop_record, field_crops
 from cellmae.data.readers import open_screen
 
 
-def test_crop_dataset_matches_field_crops_and_batches(make_rxrx) -> None:
+def test_field_crops_are_seeded_slices_with_their_metadata(make_rxrx) -> None:
     root, _ = make_rxrx(sites=1)
     screen = open_screen(root)
-    ds = CropDataset(screen, crop_size=16, crops_per_field=2, seed=3)
-    assert len(ds) == 12
     fc = field_crops(screen, 4, crop_size=16, crops_per_field=2, seed=3)
-    np.testing.assert_array_equal(ds[9]["image"], fc.crops[1])
-    assert (ds[9]["crop_y"], ds[9]["crop_x"]) == fc.positions[1]
-    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
-    assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (4, 6, 16, 16)
-    assert batch["Metadata_Well"][:2] == [screen.metadata["Metadata_Well"].iloc[0]] * 2
-    grid = CropDataset(screen, crop_size=16, crops_per_field=9, mode="grid")
-    np.testing.assert_array_equal(grid[10]["image"], screen.read_field(1)[:, 0:16, 16:32])
+    again = field_crops(screen, 4, crop_size=16, crops_per_field=2, seed=3)
+    np.testing.assert_array_equal(fc.crops, again.crops)  # (seed, field index) decides the crops
+    field = screen.read_field(4)
+    for crop, (y, x) in zip(fc.crops, fc.positions, strict=True):
+        np.testing.assert_array_equal(crop, field[:, y : y + 16, x : x + 16])
+    record = crop_record(screen, fc, 1)
+    assert record["image"].dtype == np.uint8 and (record["crop_y"], record["crop_x"]) == fc.positions[1]
+    assert record["Metadata_Well"] == screen.metadata["Metadata_Well"].iloc[4]
+    grid = field_crops(screen, 1, crop_size=16, crops_per_field=9, mode="grid")
+    np.testing.assert_array_equal(grid.crops[1], screen.read_field(1)[:, 0:16, 16:32])

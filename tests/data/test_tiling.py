@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cellmae.data.tiling import grid_positions, grid_tiles, random_crops
+from cellmae.data.tiling import crops_at, grid_positions, grid_tiles, random_crop_positions
 
 
 def test_grid_of_512_gives_the_four_quadrants() -> None:
@@ -21,8 +21,8 @@ def test_grid_is_centred_when_tiles_do_not_fill_the_field() -> None:
 
 def test_random_crops_are_slices_and_deterministic() -> None:
     img = np.arange(3 * 50 * 60, dtype=np.int32).reshape(3, 50, 60)
-    a = random_crops(img, 16, 10, np.random.default_rng(5))
-    b = random_crops(img, 16, 10, np.random.default_rng(5))
+    a = crops_at(img, random_crop_positions(50, 60, 16, 10, np.random.default_rng(5)), 16)
+    b = crops_at(img, random_crop_positions(50, 60, 16, 10, np.random.default_rng(5)), 16)
     np.testing.assert_array_equal(a, b)
     for crop in a:
         y, x = divmod(int(crop[0, 0, 0]), 60)
