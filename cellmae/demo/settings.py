@@ -23,20 +23,16 @@ class DemoSettings:
     screen: Path | None = None  # your own screen (RxRx / Cell Painting layout) instead of the simulated one
     checkpoint: Path | None = None  # your own model (checkpoint dir or OpenPhenom file) instead of training
     preset: str = "demo"  # simulator preset when no screen is given
-    # Simulator overrides (key=value) for both screens. None by default: the preset's 256 px fields hold
-    # ~75 cells per well. At 128 px (~19 cells) the wells were too noisy for the 5-minute model: its
-    # sim-truth recall was 0.09-0.16, within noise of random-init; the same model scored 0.17-0.26 on
-    # the 256 px screen (random-init 0.126, i.e. chance). 4x the pixels of 128 px fields to embed.
+    # Simulator overrides (key=value) for both screens. None by default: smaller fields hold too few cells
+    # per well for a few-minute model (measured in docs/demo.md, "Choosing the demo model").
     simulate_overrides: tuple[str, ...] = ()
     seed: int = 0
-    # 16 px patches (cellmae/train/presets/demo-camae.yaml): on the 256 px demo screen the patch-8
-    # tiny-camae reached sim-truth recall 0.237 in 5 min (755 steps) and took 125 s to embed the screen;
-    # the patch-16 model embeds it in ~25 s and, trained for 2200 steps, reached 0.251 (random-init 0.101).
+    # 16 px patches (cellmae/train/presets/demo-camae.yaml): more steps per minute and a faster embedding
+    # than patch 8, at least as good features (docs/demo.md, "Choosing the demo model").
     train_config: str = "demo-camae"
-    # It sits on the "predict the mean" plateau (loss ~1.0) for its first few hundred steps and keeps
-    # improving after: with a full cosine schedule, 1500 steps gave recall 0.169 and 2200 steps 0.251
-    # (~4.7 min on 2 idle cores). The cap keeps a loaded machine inside the budget (the weights at the
-    # cap are used). Batch 64 at lr 3e-3 (fewer, larger steps) did worse in 4 min.
+    # The model leaves the "predict the mean" plateau only after a few hundred steps and keeps improving;
+    # the time cap keeps a loaded machine inside the budget (the weights at the cap are used). The step
+    # count and the alternatives tried are in docs/demo.md, "Choosing the demo model".
     steps: int = 2200
     max_train_minutes: float | None = 5.0
     train_overrides: tuple[str, ...] = ()  # extra key=value overrides for cellmae.train
@@ -45,8 +41,7 @@ class DemoSettings:
     blocks: str = "all"  # blocks of the trained model to embed ("all", "last", "2,4")
     tile: int = 64
     # Token pooling of the ViTs (trained and random-init alike): the mean over channel x patch tokens, as in
-    # the papers. (An earlier "cls" default came from bf16 runs in which the near-constant random-init
-    # CLS token was rounded to a few values; in fp32 mean and CLS scored alike, 0.17-0.26 vs 0.23-0.26.)
+    # the papers; a random-init CLS token is near-constant and bf16 rounds it (docs/embed.md, "bf16 on CPU").
     pool: str = "mean"
     batch_size: int = 64  # embedding batch
     align: str = "tvn-batch-centered"

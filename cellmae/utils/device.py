@@ -1,7 +1,7 @@
 """Device and precision choice: chosen from what the machine has, never assumed.
 
 CUDA when present, else CPU. bf16 autocast where the hardware runs it natively (Ampere+ GPUs,
-CPUs with AVX512-BF16/AMX); on this project's CPU kind bf16 matmul is ~4x fp32.
+CPUs with AVX512-BF16/AMX).
 """
 
 from __future__ import annotations
