@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin, resolve_blocks
+from cellmae.models.interface import EmbedMixin, check_channels, resolve_blocks
 from cellmae.models.standardize import self_standardize
 
 _VIT_PREFIXES = ("vit", "deit", "eva", "beit")
@@ -99,12 +99,7 @@ class WSLClassifier(EmbedMixin, nn.Module):
         return tuple(self.cfg.channels)
 
     def _standardize_checked(self, images: torch.Tensor, channels: Sequence[str] | None) -> torch.Tensor:
-        given = self.expected_channels if channels is None else tuple(channels)
-        if given != self.expected_channels or images.shape[1] != len(self.expected_channels):
-            raise ValueError(
-                f"this fixed-channel model expects channels {list(self.expected_channels)} in that order, "
-                f"got {list(given)} ({images.shape[1]} image channels)"
-            )
+        check_channels(self.expected_channels, channels, images.shape[1])
         return self_standardize(images)
 
     def forward(

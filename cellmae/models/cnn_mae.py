@@ -19,7 +19,7 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin, resolve_blocks
+from cellmae.models.interface import EmbedMixin, check_channels, resolve_blocks
 from cellmae.models.losses import mae_loss, patchify, unpatchify
 from cellmae.models.masking import random_token_mask
 from cellmae.models.standardize import self_standardize
@@ -101,12 +101,7 @@ class CNNMaskedAutoencoder(EmbedMixin, nn.Module):
         return tuple(self.cfg.channels)
 
     def _standardize_checked(self, images: torch.Tensor, channels: Sequence[str] | None) -> torch.Tensor:
-        given = self.expected_channels if channels is None else tuple(channels)
-        if given != self.expected_channels or images.shape[1] != len(self.expected_channels):
-            raise ValueError(
-                f"this fixed-channel model expects channels {list(self.expected_channels)} in that order, "
-                f"got {list(given)} ({images.shape[1]} image channels)"
-            )
+        check_channels(self.expected_channels, channels, images.shape[1])
         if images.shape[-2:] != (self.cfg.img_size, self.cfg.img_size):
             raise ValueError(f"model expects {self.cfg.img_size}x{self.cfg.img_size} crops, got {tuple(images.shape[-2:])}")
         return self_standardize(images)

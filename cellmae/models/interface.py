@@ -3,7 +3,8 @@
 ``forward_features(images, channels=..., blocks=..., pool=...) -> {block: (B, D)}`` is each model's own
 method; :class:`EmbedMixin` adds the one-call notebook form ``embed(images, channels=...) -> (B, D)``
 on top of it, so the two can never disagree. :func:`resolve_blocks` is the one reading of "which
-blocks" that every model (and the embed stage) shares.
+blocks" that every model (and the embed stage) shares, :func:`check_channels` the one channel check of
+the fixed-channel models.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ def resolve_blocks(blocks: Iterable[int] | int | str, num_blocks: int) -> list[i
     if bad:
         raise ValueError(f"block(s) {bad} out of range: the model has blocks 1..{num_blocks}")
     return sorted({int(b) for b in wanted})
+
+
+def check_channels(expected: Sequence[str], channels: Sequence[str] | None, num_image_channels: int) -> tuple[str, ...]:
+    """The channel check of a fixed-channel model: the names (None: the expected ones) and the image's
+    channel count must be the expected ones, in order. Returns the channel names."""
+    expected = tuple(expected)
+    given = expected if channels is None else tuple(channels)
+    if given != expected or num_image_channels != len(expected):
+        raise ValueError(f"this fixed-channel model expects channels {list(expected)} in that order, "
+                         f"got {list(given)} ({num_image_channels} image channels)")
+    return given
 
 
 class EmbedMixin:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cellmae.models.interface import EmbedMixin, resolve_blocks
+from cellmae.models.interface import EmbedMixin, check_channels, resolve_blocks
 from cellmae.models.standardize import self_standardize
 
 
@@ -55,8 +55,7 @@ class TimmFeatureModel(EmbedMixin, nn.Module):
         blocks: Sequence[int] | int | str = "last",
         pool: str = "mean",
     ) -> dict[int, torch.Tensor]:
-        if channels is not None and tuple(channels) != self.expected_channels:
-            raise ValueError(f"model expects channels {list(self.expected_channels)}, given {list(channels)}")
+        check_channels(self.expected_channels, channels, images.shape[1])
         blocks = resolve_blocks(blocks, self.num_blocks)
         if pool == "cls" and not self.has_prefix_tokens:
             raise ValueError(f"pool='cls' needs a model with a CLS token; {self.name} has none (use pool='mean')")

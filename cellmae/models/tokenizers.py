@@ -14,6 +14,7 @@ import torch
 from timm.layers import PatchEmbed, trunc_normal_
 from torch import nn
 
+from cellmae.models.interface import check_channels
 from cellmae.models.pos_embed import sincos_2d_pos_embed
 
 
@@ -42,13 +43,7 @@ class StandardTokenizer(nn.Module):
         return self.grid * self.grid
 
     def check_channels(self, channels: Sequence[str] | None, num_given: int) -> tuple[str, ...]:
-        given = self.channels if channels is None else tuple(channels)
-        if given != self.channels or num_given != len(self.channels):
-            raise ValueError(
-                f"this fixed-channel model expects channels {list(self.channels)} in that order, "
-                f"got {list(given)} ({num_given} image channels)"
-            )
-        return given
+        return check_channels(self.channels, channels, num_given)
 
     def token_channels(self, num_channels: int) -> int:
         """Channel groups along the token axis (1: every token covers all channels)."""
