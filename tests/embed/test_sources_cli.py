@@ -24,6 +24,21 @@ def test_timm_backbone_adapts_to_channels_and_gives_every_block(small_screen, tm
     assert dims == [64, 512]
 
 
+def test_timm_backbone_sees_the_pixels_our_models_see_and_reads_last():
+    from cellmae.models.standardize import self_standardize
+
+    torch.manual_seed(0)
+    model = TimmFeatureModel("resnet18", CELLPAINTING_CHANNELS, tile=32).eval()
+    x = torch.randint(0, 256, (2, 5, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        feats = model.forward_features(x, channels=CELLPAINTING_CHANNELS, blocks="last")
+        (fmap,) = model.backbone.forward_intermediates(self_standardize(x), indices=[4], intermediates_only=True)
+    assert list(feats) == [5]  # "last" is the deepest feature stage
+    torch.testing.assert_close(feats[5], fmap.mean(dim=(-2, -1)))
+    with pytest.raises(ValueError, match="expects channels"):
+        model.forward_features(x[:, :4], channels=CELLPAINTING_CHANNELS[:4])
+
+
 def test_timm_local_weights_are_loaded_and_adapted(tmp_path):
     import timm
     from safetensors.torch import save_file
