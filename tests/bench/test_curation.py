@@ -10,7 +10,6 @@ import pytest
 
 from cellmae.bench.curation import curate_wells
 from cellmae.data import schema
-from cellmae.data.readers.subset import WellSubsetScreen
 from cellmae.data.readers.subset import read_well_list as read_kept_wells
 
 
@@ -76,9 +75,9 @@ def test_kept_wells_restrict_the_screen(tmp_path: Path) -> None:
     wells = screen.metadata[list(schema.WELL_KEYS)].astype(str).drop_duplicates().head(3)
     csv = tmp_path / "kept.csv"
     wells.to_csv(csv, index=False)
-    sub = WellSubsetScreen(screen, read_kept_wells(csv))
+    sub = screen.subset(read_kept_wells(csv))
     keys = set(map(tuple, sub.metadata[list(schema.WELL_KEYS)].astype(str).to_numpy()))
     assert keys == set(map(tuple, wells.to_numpy())) and 0 < len(sub) < len(screen)
     np.testing.assert_array_equal(sub.read_field(0), screen.read_field(sub.indices[0]))
     with pytest.raises(ValueError, match="none of the 1 listed wells"):
-        WellSubsetScreen(screen, {("nope", "1", "A01")})
+        screen.subset({("nope", "1", "A01")})
