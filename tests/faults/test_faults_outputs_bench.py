@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cellmae.cli import app
 from cellmae.data.schema import PLATE
 from cellmae.utils.manifest import read_manifest
-from tests.profiles.screen import synthetic_table
+from tests.map.screen import synthetic_table
 
 from .test_faults_outputs_support import leftovers, manifest_files, run_killed
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cellmae.cli import app
 from cellmae.data.schema import PLATE, feature_columns
 from cellmae.utils.manifest import output_lock, read_manifest
-from tests.profiles.screen import synthetic_table
+from tests.map.screen import synthetic_table
 
 from .test_faults_outputs_support import leftovers, manifest_files, parquet_frames, run_cli, run_killed
 
