@@ -5,8 +5,8 @@ command takes ``--progress/--no-progress`` and ``--quiet/-q``, and a command tha
 takes ``--json``. Commands declare these options with the objects below, so a flag cannot drift
 between commands; :class:`Speaker` decides what goes to the terminal.
 
-Progress and messages go to stderr; only the ``--json`` summary goes to stdout, so
-``cellmae map ... --json | jq`` works.
+Progress and messages go to stderr; the summary (its text lines, or the ``--json`` object) goes to
+stdout, so ``cellmae map ... --json | jq`` works.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ JSON = typer.Option(False, "--json", help="Print the summary as one JSON object 
 
 
 class Speaker:
-    """Writes a command's messages (stderr) and its summary (text on stderr, or JSON on stdout)."""
+    """Writes a command's messages (stderr) and its summary (stdout: text lines, or one JSON object)."""
 
     def __init__(self, *, quiet: bool = False, as_json: bool = False):
         self.quiet, self.as_json = quiet, as_json
@@ -41,6 +41,6 @@ class Speaker:
         """The command's result: ``record`` as JSON with --json, else ``lines`` (unless --quiet)."""
         if self.as_json:
             typer.echo(json.dumps(record, default=str))
-        else:
+        elif not self.quiet:
             for line in lines:
-                self.say(line)
+                typer.echo(line)
