@@ -85,8 +85,8 @@ def test_unreadable_field_names_its_file_and_rerun_completes(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Exception, match="B03_s1_w2.png"):
         embed_handcrafted(screen, out, num_workers=1, progress=False)  # through a DataLoader worker
-    assert (out / "block00" / "plate=EXP1_1" / "part-0.parquet").exists()  # finished plate kept
-    assert not (out / "block00" / "plate=EXP1_2").exists() or not any((out / "block00" / "plate=EXP1_2").glob("*.parquet"))
+    assert (out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=1" / "part-0.parquet").exists()  # finished plate kept
+    assert not (out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=2").exists() or not any((out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=2").glob("*.parquet"))
     bad.write_bytes(good_bytes)
     embed_handcrafted(screen, out, num_workers=0, progress=False)
     assert len(read_embeddings(out / "block00")) == 4
