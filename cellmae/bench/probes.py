@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
+from cellmae.bench.inputs import ALIGNED_FILE, read_profiles
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
@@ -113,7 +114,7 @@ def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude:
     if fold_column not in meta.columns:
         raise ValueError(f"probe folds: no {fold_column} column in the aligned table; choose another fold column")
     treat = _probed(meta, exclude)
-    labels = perturbation_keys(meta)[treat].reset_index(drop=True)
+    labels = perturbation_key(meta)[treat].reset_index(drop=True)
     folds = meta[fold_column].astype(str)
     if fold_column == PLATE and EXPERIMENT in meta.columns:  # plate names repeat across experiments (RxRx)
         folds = meta[EXPERIMENT].astype(str) + "/" + folds

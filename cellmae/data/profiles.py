@@ -126,6 +126,19 @@ def infer_features(columns: Sequence[str], features: Sequence[str] | str | None 
                      f"columns are {cols[:12]}...")
 
 
+_REGEX_CHARS = set("*?[](){}|^$\\+")
+
+
+def parse_features(text: str | None) -> list[str] | str | None:
+    """``--features``: a comma-separated list of columns, or one regular expression (any of
+    ``*?[](){}|^$\\+`` in it); empty: None (inferred)."""
+    if text is None or not text.strip():
+        return None
+    if _REGEX_CHARS & set(text):
+        return text.strip()
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 # ---- the table -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Profiles:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellmae.data.profiles import PARTITION_COLUMNS, Profiles, parquet_parts, read_parquet_parts
+from cellmae.data.profiles import PARTITION_COLUMNS, Profiles, parquet_parts, read_parquet_parts, read_table
 from cellmae.data.schema import SITE, WELL_KEYS, feature_columns
 from cellmae.embed.writer import CONFIG_FILE, EMBED_KIND, PROGRESS_DIR
 from cellmae.utils.errors import InputError
@@ -136,7 +136,13 @@ def read_embedding_profiles(path: str | Path, **kwargs) -> Profiles:
     path = Path(path)
     if embed_root_of(path) is not None and path.is_dir():
         return Profiles.from_frame(read_embeddings(path), source=path, provenance=provenance(path), **kwargs)
-    return Profiles.read(path, **kwargs)
+    frame, prov, var_names = read_table(path)
+    keys = [k for k in (*WELL_KEYS, SITE) if k in frame.columns]
+    if keys:  # the same row order as an embed block, whatever order the user's table has
+        frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    if kwargs.get("features") is None and var_names is not None:
+        kwargs["features"] = var_names
+    return Profiles.from_frame(frame, source=path, provenance=prov, **kwargs)
 
 
 def write_anndata(path: str | Path, out: str | Path, *, feature_names: list[str] | None = None) -> Path:
