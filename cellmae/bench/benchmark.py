@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.bench.batch_effects import BATCH_COLUMNS, batch_summary, batch_table
 from cellmae.bench.compound_gene import compound_gene_benchmark, compound_gene_summary
 from cellmae.bench.consistency import consistency_summary, replicate_consistency, replicate_similarity_test
@@ -31,8 +32,7 @@ from cellmae.bench.inputs import (
     read_map_dir,
 )
 from cellmae.bench.summary import BENCH_KIND, SCHEMA_VERSION, recall_summary, write_summary
-from cellmae import layout
-from cellmae.data.profiles import Profiles
+from cellmae.data.profiles import Profiles, parquet_parts, table_format_or_none
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, read_manifest, sha256_file
@@ -155,12 +155,15 @@ def read_bench_input(path: Path, features: Sequence[str] | str | None = None) ->
     table of aligned wells (Parquet, CSV/TSV, h5ad, zarr; e.g. pycytominer-normalized profiles),
     aggregated here with the map stage's mean."""
     from cellmae.bench.inputs import read_profiles
-    from cellmae.profiles.aggregate import aggregate
-
     from cellmae.embed.io import embed_root_of
+    from cellmae.profiles.aggregate import aggregate
 
     if is_map_dir(path) or (path.is_dir() and (path / MANIFEST_FILE).is_file()):
         return read_map_dir(path, features)
+    if path.is_dir() and not parquet_parts(path) and table_format_or_none(path) is None:
+        raise InputError(f"{path}: neither a `cellmae map` folder ({' + '.join(layout.MAP_TABLE_FILES['parquet'])} "
+                         "+ manifest.json), a folder of block{NN} map folders, nor a profile table (Parquet, CSV, "
+                         ".h5ad, zarr)")
     if embed_root_of(path) is not None:
         raise InputError(f"{path}: raw embeddings of `cellmae embed`; map them first (`cellmae map {path} --out MAP`) "
                          "and benchmark the map folder")

@@ -78,9 +78,9 @@ def bench(
 
     from cellmae.bench.benchmark import BenchOptions, describe, is_current, run_bench
     from cellmae.bench.inputs import check_map_dir, find_group_file, is_map_dir, read_groups
+    from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
     from cellmae.bench.relationships import resolve_sources
     from cellmae.data.profiles import parse_features
-    from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
 
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):

@@ -295,6 +295,14 @@ def table_format(path: str | os.PathLike) -> str:
     return "csv"
 
 
+def table_format_or_none(path: str | os.PathLike) -> str | None:
+    """:func:`table_format`, or None where ``path`` holds no profile table."""
+    try:
+        return table_format(path)
+    except (InputError, FileNotFoundError):
+        return None
+
+
 def parquet_parts(folder: Path) -> list[Path]:
     """The Parquet files under ``folder``, skipping hidden and ``_``-prefixed entries (temporaries,
     progress markers), as pyarrow's dataset discovery does."""
@@ -347,16 +355,19 @@ def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any], l
         else:
             import anndata as ad
 
-            adata = ad.read_h5ad(path) if kind == "h5ad" else ad.read_zarr(path)
-            x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-            var = [str(v) for v in adata.var_names]
-            feats = pd.DataFrame(x.astype(np.float32, copy=False), columns=var)
-            obs = adata.obs.reset_index(drop=True)
-            return pd.concat([obs, feats], axis=1), dict(adata.uns), var
+            return anndata_frame(ad.read_h5ad(path) if kind == "h5ad" else ad.read_zarr(path))
     for c in df.columns:  # partition columns read by pandas come back as categoricals
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(str)
     return df, {}, None
+
+
+def anndata_frame(adata: Any) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """(obs + X as one table with var_names as feature columns, uns, var_names) of an AnnData."""
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    var = [str(v) for v in adata.var_names]
+    feats = pd.DataFrame(x.astype(np.float32, copy=False), columns=var)
+    return pd.concat([adata.obs.reset_index(drop=True), feats], axis=1), dict(adata.uns), var
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cellmae.data.profiles import PARTITION_COLUMNS, Profiles, parquet_parts, read_parquet_parts, read_table
