@@ -90,3 +90,22 @@ def test_unreadable_field_names_its_file_and_rerun_completes(tmp_path):
     bad.write_bytes(good_bytes)
     embed_handcrafted(screen, out, num_workers=0, progress=False)
     assert len(read_embeddings(out / "block00")) == 4
+
+
+def test_anndata_export_names_wells_and_records_provenance(rxrx_screen, tmp_path):
+    import anndata as ad
+
+    import cellmae
+    from cellmae.data.profiles import Profiles
+
+    out = tmp_path / "embed" / "handcrafted"
+    embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False, anndata=True)
+    adata = ad.read_h5ad(out / "anndata" / "block00.h5ad")
+    table = read_embeddings(out / "block00")
+    assert list(adata.obs_names) == list(table["Metadata_Experiment"] + "_" + table["Metadata_Plate"] + "_"
+                                         + table["Metadata_Well"])
+    assert adata.uns["block"] == 0 and adata.uns["cellmae_version"] == cellmae.__version__
+    assert json.loads(adata.uns["embed_config"])["source"]["kind"] == "handcrafted"
+    assert list(adata.var["name"]) == json.loads((out / "feature_names.json").read_text())
+    back = Profiles.read(out / "anndata" / "block00.h5ad", wells=True)  # the h5ad reads back as the same wells
+    np.testing.assert_array_equal(back.features, table[feature_columns(table)].to_numpy())
