@@ -71,6 +71,12 @@ def map_table_files(folder: str | os.PathLike) -> tuple[Path, Path] | None:
     return None
 
 
+def map_aligned_file(folder: str | os.PathLike) -> Path | None:
+    """The aligned (well-level) table of a map folder, whichever output type wrote it; None if absent."""
+    folder = Path(folder)
+    return next((folder / a for a, _ in MAP_TABLE_FILES.values() if (folder / a).is_file()), None)
+
+
 # ---- block naming --------------------------------------------------------------------------
 _BLOCK_RE = re.compile(r"^block(\d+)$")
 

@@ -138,7 +138,7 @@ def bench(
 
 
 def curate(
-    embeddings: Path = typer.Argument(..., help="Well-level embeddings (Parquet file or folder)."),
+    embeddings: Path = typer.Argument(..., help="Well-level embeddings: an embed block folder or any profile table (Parquet, CSV/TSV, .h5ad, zarr)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for kept_wells.csv, consistency.csv, report."),
     alpha: float = typer.Option(0.05, help="Significance level (Benjamini-Hochberg FDR over perturbations)."),
     control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),

@@ -30,6 +30,7 @@ import pandas as pd
 from cellmae.bench.inputs import ALIGNED_FILE, read_profiles
 from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
+from cellmae.layout import map_aligned_file
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 TASKS = ("perturbation", "group")
@@ -49,7 +50,7 @@ def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
     found = {}
     for d in sorted(root.iterdir()):
         m = _BLOCK_RE.match(d.name)
-        if m and (d / ALIGNED_FILE).is_file():
+        if m and map_aligned_file(d) is not None:
             found[int(m.group(1))] = d
     if not found:
         raise FileNotFoundError(f"{root}: no block{{NN}}/{ALIGNED_FILE} subfolders (expected `cellmae map` outputs per block)")
@@ -198,7 +199,7 @@ def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, 
     else:
         items = dirs.items()
     for block, d in items:
-        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, fold_column=fold_column, exclude=exclude,
+        for r in probe_block(read_profiles(map_aligned_file(d)), groups, fold_column=fold_column, exclude=exclude,
                              **kwargs):
             rows.append({"block": block, **r})
     table = pd.DataFrame(rows, columns=PROBE_COLUMNS)

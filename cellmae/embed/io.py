@@ -60,6 +60,9 @@ def check_complete_block(path: str | Path) -> dict | None:
         blocks = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("block"))
         raise InputError(f"{path} is a whole embed output; pass one of its block folders "
                          f"({', '.join(str(path / b) for b in blocks) or 'none finished yet'})")
+    if next(path.glob("plate=*"), None) is not None:
+        raise InputError(f"{path}: embeddings in the folder layout of an older cellmae (plate=<id>); rerun "
+                         f"`{cmd} --overwrite` (or map your own copy: move the block's parts out of {root})")
     manifest = read_manifest(root, EMBED_KIND, rerun=cmd)
     rel = path.relative_to(root).as_posix()
     listed = {v if not rel.startswith("sites/") else f"sites/{v}" for v in manifest.get("blocks", {}).values()}

@@ -70,6 +70,15 @@ class EmbeddingStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if check:
             self._check_config()
+            self._check_layout()
+
+    def _check_layout(self) -> None:
+        # Before the hive layout, parts sat in plate=<id> folders: resuming such a folder would write
+        # every plate again beside the old parts, which no manifest would then describe.
+        old = next((p for pattern in ("*/plate=*", f"{SITES_DIR}/*/plate=*") for p in self.root.glob(pattern)), None)
+        if old is not None:
+            raise InputError(f"{old}: embeddings in the folder layout of an older cellmae (plate=<id>); "
+                             f"write to another folder or pass --overwrite to replace {self.root}")
 
     def _check_config(self) -> None:
         # One settings record per folder, created once: every writer (each rank of a run, a

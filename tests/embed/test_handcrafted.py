@@ -109,3 +109,18 @@ def test_anndata_export_names_wells_and_records_provenance(rxrx_screen, tmp_path
     assert list(adata.var["name"]) == json.loads((out / "feature_names.json").read_text())
     back = Profiles.read(out / "anndata" / "block00.h5ad", wells=True)  # the h5ad reads back as the same wells
     np.testing.assert_array_equal(back.features, table[feature_columns(table)].to_numpy())
+
+
+def test_an_older_plate_folder_layout_is_named_not_mixed(rxrx_screen, tmp_path):
+    import shutil
+
+    from cellmae.utils.errors import InputError
+
+    out = tmp_path / "embed" / "handcrafted"
+    embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False)
+    plate = next((out / "block00").glob("Metadata_Experiment=*/Metadata_Plate=*"))
+    shutil.move(plate, out / "block00" / "plate=EXP1_1")  # how cellmae < this layout named a plate folder
+    with pytest.raises(InputError, match="older cellmae"):
+        read_embeddings(out / "block00")
+    with pytest.raises(InputError, match="--overwrite"):
+        embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False)

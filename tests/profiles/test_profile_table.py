@@ -107,3 +107,19 @@ def test_map_output_type_anndata_and_bench_reads_it(tmp_path):
                                    "--null-size", "50", "--map-null-size", "50"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "bench" / "summary.json").read_text())["n_wells"] == len(t)
+
+
+def test_partition_folders_round_trip_odd_values_through_pandas_and_ours(tmp_path):
+    from cellmae.data.profiles import PARTITION_COLUMNS, partition_dir, read_parquet_parts
+
+    t = synthetic_table(n_batches=2, n_genes=1, n_controls=2, dim=2)
+    t["Metadata_Experiment"] = t["Metadata_Experiment"].map({"EXP0": "HUVEC 1/a", "EXP1": "x=y%z"})
+    for values, part in t.groupby(list(PARTITION_COLUMNS), sort=True):
+        folder = tmp_path / partition_dir(values)
+        folder.mkdir(parents=True)
+        part.drop(columns=list(PARTITION_COLUMNS)).to_parquet(folder / "part-0.parquet", index=False)
+    ours = read_parquet_parts(tmp_path)
+    theirs = pd.read_parquet(tmp_path)
+    assert sorted(ours.columns) == sorted(theirs.columns) == sorted(t.columns)  # nothing stray, nothing lost
+    assert set(ours["Metadata_Experiment"]) == set(theirs["Metadata_Experiment"].astype(str)) == {"HUVEC 1/a", "x=y%z"}
+    assert list(ours.columns[:2]) == list(PARTITION_COLUMNS)
