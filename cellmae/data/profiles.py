@@ -40,6 +40,7 @@ from cellmae.data.schema import (
     WELL,
     WELL_KEYS,
     SchemaError,
+    as_bool,
     validate_metadata,
 )
 from cellmae.utils.errors import InputError, reading
@@ -205,7 +206,8 @@ class Profiles:
         else:
             if PERTURBATION not in meta.columns:
                 raise SchemaError(f"{source}: missing required column(s) {[PERTURBATION]}; have {list(meta.columns)[:12]}")
-            meta[IS_CONTROL] = meta[IS_CONTROL].astype(bool) if IS_CONTROL in meta.columns else False
+            # strings such as "False" must not read True (as bool("False") would)
+            meta[IS_CONTROL] = as_bool(meta[IS_CONTROL], source=source) if IS_CONTROL in meta.columns else False
             if PERTURBATION_TYPE not in meta.columns:
                 meta[PERTURBATION_TYPE] = UNKNOWN
             meta[PERTURBATION] = meta[PERTURBATION].astype(str)

@@ -24,7 +24,15 @@ from cellmae.profiles.align import center_scale_on_controls
 
 from .screen import synthetic_table, well_ids
 
-pycytominer = pytest.importorskip("pycytominer")
+
+@pytest.fixture(scope="module")
+def pycytominer():
+    """pycytominer, imported here: its import turns pandas' copy_on_write on for the whole process,
+    which must not leak into other tests (they run under the pandas default, as users do)."""
+    saved = pd.get_option("mode.copy_on_write")
+    module = pytest.importorskip("pycytominer")
+    yield module
+    pd.set_option("mode.copy_on_write", saved)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,7 @@ def our_map(tmp_path_factory):
     return root / "map"
 
 
-def test_pycytominer_reads_our_map_unchanged(our_map):
+def test_pycytominer_reads_our_map_unchanged(our_map, pycytominer):
     aligned = pd.read_parquet(our_map / "aligned.parquet")
     feats = feature_columns(aligned)
     # normalize: pycytominer's standardize on control wells == our center-scale on all controls

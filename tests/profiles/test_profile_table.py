@@ -45,7 +45,9 @@ def test_one_key_for_aggregate_filter_and_bench():
 
 
 def test_features_by_list_regex_and_cellprofiler_prefixes():
+    saved = pd.get_option("mode.copy_on_write")  # importing pycytominer turns it on process-wide
     pycytominer = pytest.importorskip("pycytominer.cyto_utils")
+    pd.set_option("mode.copy_on_write", saved)
     cols = ["Metadata_Plate", "Cells_AreaShape_Area", "Cytoplasm_Intensity_Mean_DNA", "Nuclei_Texture_X",
             "Image_Count_Cells", "other"]
     df = pd.DataFrame(np.ones((2, len(cols))), columns=cols)
@@ -123,3 +125,12 @@ def test_partition_folders_round_trip_odd_values_through_pandas_and_ours(tmp_pat
     assert sorted(ours.columns) == sorted(theirs.columns) == sorted(t.columns)  # nothing stray, nothing lost
     assert set(ours["Metadata_Experiment"]) == set(theirs["Metadata_Experiment"].astype(str)) == {"HUVEC 1/a", "x=y%z"}
     assert list(ours.columns[:2]) == list(PARTITION_COLUMNS)
+
+
+def test_control_flags_as_text_are_read_as_meant(tmp_path):
+    df = pd.DataFrame({PERTURBATION: ["A", "B", "C"], "Metadata_IsControl": ["False", "TRUE", "0"],
+                       "feature_0000": [1.0, 2.0, 3.0]})
+    assert Profiles.from_frame(df).meta["Metadata_IsControl"].tolist() == [False, True, False]
+    df["Metadata_IsControl"] = ["False", "maybe", "0"]
+    with pytest.raises(SchemaError, match="row 2, column Metadata_IsControl"):
+        Profiles.from_frame(df)
