@@ -73,3 +73,12 @@ def test_builtin_sets_are_the_public_pairs_normalised(relationships_dir: Path, t
     for name, n in counts.items():
         assert f"{name}.csv.gz ({n:,} pairs)" in attribution
     assert sum((builtin_dir() / f"{n}.csv.gz").stat().st_size for n in BUILTIN_SOURCES) < 600_000
+
+
+def test_simulator_gene_groups_rebuild_from_the_shipped_sets() -> None:
+    pytest.importorskip("networkx")  # a build-time tool of the simulator's resources
+    from cellmae.bench.relationships import builtin_dir
+    from cellmae.data.simulate.build_resources import gene_groups
+
+    shipped = Path(__file__).parents[2] / "cellmae" / "data" / "simulate" / "resources" / "gene_groups.csv"
+    pd.testing.assert_frame_equal(gene_groups(builtin_dir()), pd.read_csv(shipped))  # one copy of the pairs
