@@ -72,7 +72,7 @@ def as_frame(data: Any) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     if hasattr(data, "obs") and hasattr(data, "X"):
-        from cellmae.data.profiles import anndata_frame
+        from cellmae.data.tables import anndata_frame
 
         return anndata_frame(data)[0]
     raise TypeError(f"expected a path, a DataFrame or an AnnData, got {type(data).__name__}")

@@ -32,8 +32,9 @@ from cellmae.bench.inputs import (
     read_map_dir,
 )
 from cellmae.bench.summary import BENCH_KIND, SCHEMA_VERSION, recall_summary, write_summary
-from cellmae.data.profiles import Profiles, parquet_parts, table_format_or_none
+from cellmae.data.profiles import Profiles
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
+from cellmae.data.tables import parquet_parts, table_format_or_none
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, read_manifest, sha256_file
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cellmae.data.profiles import PARTITION_COLUMNS, Profiles, parquet_parts, read_parquet_parts, read_table
+from cellmae.data.profiles import Profiles
 from cellmae.data.schema import SITE, WELL_KEYS, feature_columns
+from cellmae.data.tables import PARTITION_COLUMNS, parquet_parts, read_parquet_parts, read_table
 from cellmae.embed.writer import CONFIG_FILE, EMBED_KIND, PROGRESS_DIR
 from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import MANIFEST_FILE, read_manifest

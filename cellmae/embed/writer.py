@@ -11,7 +11,7 @@ Layout under ``OUT`` (= ``RUN/embed/<model>``), ``<P>`` = ``Metadata_Experiment=
 The partition folders are named by their real columns, and the parts do not repeat those two
 columns (the hive convention, as ``DataFrame.to_parquet(partition_cols=...)`` writes): reading a
 block folder with pandas gives exactly the metadata columns back, and
-:func:`cellmae.data.profiles.read_parquet_parts` restores them as strings.
+:func:`cellmae.data.tables.read_parquet_parts` restores them as strings.
 
 A plate is written by exactly one rank, under a fixed part name, so reruns and different world
 sizes overwrite instead of duplicating; the ``_progress`` marker is written after the Parquet
@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from cellmae import layout
-from cellmae.data.profiles import PARTITION_COLUMNS, partition_dir
+from cellmae.data.tables import PARTITION_COLUMNS, partition_dir
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, output_lock, write_manifest

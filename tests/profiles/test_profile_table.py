@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from cellmae.bench.consistency import replicate_consistency
 from cellmae.cli import app
-from cellmae.data.profiles import Profiles, infer_features, parse_features, perturbation_key, table_format
+from cellmae.data.profiles import Profiles, infer_features, parse_features, perturbation_key
 from cellmae.data.schema import CONCENTRATION, PERTURBATION, PERTURBATION_TYPE, SchemaError
+from cellmae.data.tables import table_format
 from cellmae.profiles.aggregate import aggregate
 from cellmae.profiles.filtering import filter_wells
 from cellmae.utils.errors import InputError
@@ -112,7 +113,7 @@ def test_map_output_type_anndata_and_bench_reads_it(tmp_path):
 
 
 def test_partition_folders_round_trip_odd_values_through_pandas_and_ours(tmp_path):
-    from cellmae.data.profiles import PARTITION_COLUMNS, partition_dir, read_parquet_parts
+    from cellmae.data.tables import PARTITION_COLUMNS, partition_dir, read_parquet_parts
 
     t = synthetic_table(n_batches=2, n_genes=1, n_controls=2, dim=2)
     t["Metadata_Experiment"] = t["Metadata_Experiment"].map({"EXP0": "HUVEC 1/a", "EXP1": "x=y%z"})
@@ -134,3 +135,9 @@ def test_control_flags_as_text_are_read_as_meant(tmp_path):
     df["Metadata_IsControl"] = ["False", "maybe", "0"]
     with pytest.raises(SchemaError, match="row 2, column Metadata_IsControl"):
         Profiles.from_frame(df)
+
+
+def test_a_table_of_wells_without_schema_columns_says_what_to_add():
+    t = synthetic_table(n_batches=1, n_genes=1, n_controls=2, dim=2).drop(columns=["Metadata_Experiment"])
+    with pytest.raises(SchemaError, match=r"\['Metadata_Experiment'\].*the batch of each well"):
+        Profiles.from_frame(t, source="cp.csv", wells=True)
