@@ -43,7 +43,8 @@ def bench(
         "benchmark, e.g. the simulator's truth/compounds.csv.", exists=True, dir_okay=False),
     embed_dir: Path = typer.Option(
         None, "--embed-dir", help="Raw embeddings before alignment (RUN/embed/<model>/<block>, or RUN/embed/<model> "
-        "with block folders) for the before/after batch diagnostic.", exists=True, file_okay=False),
+        "with block folders, or your own table of unaligned wells) for the before/after batch diagnostic.",
+        exists=True),
     batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
     consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),

@@ -117,8 +117,8 @@ def load_relationships(
     ``pandas.read_csv`` parsed, as in EFAAR_benchmarking.
     """
     paths: dict[str, Path]
-    if isinstance(source, (str, Path)) and str(source) == BUILTIN:
-        source = resolve_sources([BUILTIN])
+    if str(source) == BUILTIN or (not isinstance(source, (str, Path)) and any(str(s) == BUILTIN for s in source)):
+        source = resolve_sources([source] if isinstance(source, (str, Path)) else source)
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         paths = _files_in_directory(Path(source), names)
     else:

@@ -82,3 +82,10 @@ def test_simulator_gene_groups_rebuild_from_the_shipped_sets() -> None:
 
     shipped = Path(__file__).parents[2] / "cellmae" / "data" / "simulate" / "resources" / "gene_groups.csv"
     pd.testing.assert_frame_equal(gene_groups(builtin_dir()), pd.read_csv(shipped))  # one copy of the pairs
+
+
+def test_builtin_mixes_with_other_files(tmp_path: Path) -> None:
+    own = tmp_path / "CORUM.csv"
+    own.write_text("entity1,entity2\nA,B\n")
+    got = load_relationships(["builtin", own])
+    assert sorted(got) == ["CORUM", "HuMAP", "Reactome", "StringDB"] and len(got["CORUM"]) == 1
