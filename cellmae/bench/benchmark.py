@@ -78,7 +78,8 @@ def gene_profiles(aggregated: Profiles, gene_types: Sequence[str] | None = None)
     return aggregated.subset(is_gene & ~meta[IS_CONTROL].to_numpy(bool))
 
 
-def check_gene_profiles(aligned: Profiles, genes: Profiles, gene_types: Sequence[str] | None) -> None:
+def check_gene_profiles(aligned: Profiles, genes: Profiles, gene_types: Sequence[str] | None,
+                        source: str | Path = "the map") -> None:
     """Refuse recall without gene perturbations, naming the types found and how to set them."""
     if len(genes) >= 2:
         return
@@ -86,9 +87,9 @@ def check_gene_profiles(aligned: Profiles, genes: Profiles, gene_types: Sequence
     counts = treated[PERTURBATION_TYPE].astype(str).value_counts() if PERTURBATION_TYPE in treated else {}
     found = ", ".join(f"{t} ({n} wells)" for t, n in counts.items()) or "none (every well is a control)"
     wanted = "/".join(gene_types) if gene_types else "CRISPR/ORF/SIRNA (any type but COMPOUND)"
-    raise InputError(f"recall needs at least 2 gene perturbations ({wanted}), found {len(genes)}; found "
-                     f"perturbation types {found}: set {PERTURBATION_TYPE} in the screen metadata (CRISPR, ORF, "
-                     "SIRNA) or pass --gene-types with the types that name genes, or drop --relationships")
+    raise InputError(f"{source}: found perturbation types {found}: recall needs at least 2 gene perturbations "
+                     f"({wanted}), this map has {len(genes)}; set {PERTURBATION_TYPE} in the screen metadata "
+                     "(CRISPR, ORF, SIRNA) or pass --gene-types with the types that name genes, or drop --relationships")
 
 
 def _sources(opts: BenchOptions) -> list[Path]:
@@ -200,7 +201,7 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
     if opts.embed_dir is not None:
         check_complete_block(opts.embed_dir)
     if opts.relationships is not None:
-        check_gene_profiles(aligned, gene_profiles(aggregated, opts.gene_types), opts.gene_types)
+        check_gene_profiles(aligned, gene_profiles(aggregated, opts.gene_types), opts.gene_types, map_dir)
     skipped: dict[str, str] = {}
     tables: dict[str, pd.DataFrame] = {}
     summary: dict = {
