@@ -125,7 +125,8 @@ def test_bench_without_gene_perturbations_names_the_types_found(tmp_path):
             "--null-size", "50", "--map-null-size", "50", "--batch-column", PLATE]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
-    assert "found perturbation types COMPOUND (18 wells)" in res.output and "--gene-types" in res.output
+    assert f"{tmp_path / 'cpds.parquet'}: found perturbation types COMPOUND (18 wells)" in res.output
+    assert "--gene-types" in res.output
     assert "Metadata_PerturbationType" in res.output
     res = CliRunner().invoke(app, [*args, "--gene-types", "COMPOUND"])  # the user says these name genes
     assert res.exit_code == 0, res.output
