@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from cellmae import layout
-from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
+from cellmae.bench.inputs import ALIGNED_FILE, read_profiles
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
+from cellmae.layout import map_aligned_file
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 TASKS = ("perturbation", "group")
@@ -43,7 +45,7 @@ def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
     root = Path(map_model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
-    found = {n: d for n, d in layout.block_dirs(root).items() if (d / ALIGNED_FILE).is_file()}
+    found = {n: d for n, d in layout.block_dirs(root).items() if map_aligned_file(d) is not None}
     if not found:
         raise FileNotFoundError(f"{root}: no block{{NN}}/{ALIGNED_FILE} subfolders (expected `cellmae map` outputs per block)")
     return found
@@ -107,7 +109,7 @@ def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude:
     if fold_column not in meta.columns:
         raise ValueError(f"probe folds: no {fold_column} column in the aligned table; choose another fold column")
     treat = _probed(meta, exclude)
-    labels = perturbation_keys(meta)[treat].reset_index(drop=True)
+    labels = perturbation_key(meta)[treat].reset_index(drop=True)
     folds = meta[fold_column].astype(str)
     if fold_column == PLATE and EXPERIMENT in meta.columns:  # plate names repeat across experiments (RxRx)
         folds = meta[EXPERIMENT].astype(str) + "/" + folds
@@ -191,7 +193,7 @@ def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, 
     else:
         items = dirs.items()
     for block, d in items:
-        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, fold_column=fold_column, exclude=exclude,
+        for r in probe_block(read_profiles(map_aligned_file(d)), groups, fold_column=fold_column, exclude=exclude,
                              **kwargs):
             rows.append({BLOCK: block, **r})
     table = pd.DataFrame(rows, columns=PROBE_COLUMNS)
