@@ -19,7 +19,7 @@ from cellmae.data.readers.cellpainting import CellPaintingScreen, is_load_data
 from cellmae.data.readers.generic import GenericScreen
 from cellmae.data.readers.rxrx import RxRxScreen, find_metadata_csv
 from cellmae.data.readers.rxrx3core import RxRx3CoreScreen, is_rxrx3_core
-from cellmae.data.readers.storage import locate
+from cellmae.data.readers.storage import denied, locate
 from cellmae.data.spec import ScreenSpec
 
 LAYOUTS = ("auto", "rxrx", "rxrx3-core", "cellpainting", "generic")
@@ -84,6 +84,14 @@ def open_screen(path, layout: str = "auto", *, spec: ScreenSpec | None = None, c
     if spec.layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {spec.layout!r}")
     where = locate(path, spec.storage_options)
+    try:
+        screen = _open(where, spec, options, cache_dir)
+    except PermissionError as e:  # a bucket refusing anonymous (or these) credentials: say how to give them
+        raise ReadError(denied(getattr(e, "filename", None) or where)) from e
+    return screen
+
+
+def _open(where, spec: ScreenSpec, options: dict, cache_dir) -> Screen:
     layout = detect_layout(where, spec.storage_options) if spec.layout == "auto" else spec.layout
     opts = {**spec.reader_options(layout), **options}
     if cache_dir is not None:
@@ -101,5 +109,6 @@ def open_screen(path, layout: str = "auto", *, spec: ScreenSpec | None = None, c
         if isinstance(where, Path) and not where.is_dir():
             raise ReadError(f"{where}: not a folder of images")
         screen = GenericScreen(where, **opts)
-    screen.spec = replace(spec, layout=layout)
+    # Record what was decided on opening (the layout; for load_data, whether illumination was corrected).
+    screen.spec = replace(spec, layout=layout, illum=getattr(screen, "illum", spec.illum))
     return screen

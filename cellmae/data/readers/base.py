@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
-from cellmae.data.readers.storage import compression_of, is_url, locate, read_bytes
+from cellmae.data.readers.storage import compression_of, denied, is_url, locate, read_bytes
 from cellmae.data.scaling import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, to_uint8
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -70,8 +70,7 @@ def read_plane(path, cache_dir=None) -> np.ndarray:
         raise ReadError(f"{path}: is a folder, expected an image file") from e
     except OSError as e:
         if isinstance(e, PermissionError) and is_url(path):
-            raise ReadError(f"{path}: access denied (anonymous unless credentials are given: pass "
-                            "--storage-option key=... --storage-option secret=..., or anon=false)") from e
+            raise ReadError(denied(path)) from e
         raise ReadError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
     return decode_image(data, path)
 
@@ -88,6 +87,8 @@ def read_metadata_csv(path, what: str = "metadata CSV", *, nrows: int | None = N
                             compression=compression_of(data))
     except FileNotFoundError as e:
         raise ReadError(f"{path}: {what} not found") from e
+    except PermissionError as e:
+        raise ReadError(denied(path)) from e
     except Exception as e:  # pandas raises ParserError, EmptyDataError, UnicodeDecodeError, OSError ...
         raise ReadError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from e
     if nrows is None and table.empty:

@@ -138,8 +138,9 @@ def _control_types(t: pd.DataFrame) -> pd.Series:
     pert = t["Metadata_pert_type"].str.strip().str.lower() if "Metadata_pert_type" in t else none
     ctrl = t["Metadata_control_type"].str.strip().str.lower() if "Metadata_control_type" in t else none
     # current: pert_type in {trt, negcon, poscon, empty}; older: pert_type control + control_type negcon/poscon_*
-    out = pert.where(pert.isin(["negcon", "poscon", "empty"]) | pert.str.startswith("poscon", na=False))
-    return out.fillna(ctrl.where(ctrl.notna() & ctrl.ne("")))
+    named = pert.isin(["negcon", "poscon", "empty"]) | pert.str.startswith("poscon", na=False)
+    picked = [a if ok else (b if isinstance(b, str) and b else None) for a, ok, b in zip(pert, named, ctrl, strict=True)]
+    return pd.Series(picked, index=t.index, dtype=object)
 
 
 def jump_perturbations(meta: pd.DataFrame, raw: pd.DataFrame, tables: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:

@@ -116,6 +116,12 @@ def with_options(path, storage_options: Mapping[str, Any] | None):
     return locate(str(path) if is_url(path) else path, storage_options)
 
 
+def denied(path) -> str:
+    """The message for a remote file the server refuses to give."""
+    return (f"{path}: access denied (s3:// is read anonymously unless credentials are given: pass --storage-option "
+            "key=... --storage-option secret=..., or anon=false to use your AWS configuration)")
+
+
 def read_bytes(path, cache_dir: str | os.PathLike | None = None) -> bytes:
     """The bytes of ``path``; remote files go through a local fsspec ``filecache`` when ``cache_dir`` is set.
 
