@@ -44,10 +44,14 @@ def detect_layout(path, storage_options: dict | None = None) -> str:
     if not path.exists():
         raise ReadError(f"{path}: no such file or folder")
     if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(4)
+        if head == b"PAR1":  # Parquet, told by its magic bytes
+            if is_rxrx3_core(path):
+                return "rxrx3-core"
+            raise ReadError(f"{path}: unknown layout: a Parquet file without RxRx3-core's __key__ and jp2 columns")
         if is_load_data(path):
             return "cellpainting"
-        if str(path).lower().endswith(".parquet") and is_rxrx3_core(path):
-            return "rxrx3-core"
         if not str(path).lower().endswith((".csv", ".csv.gz")):
             raise ReadError(f"{path}: unknown layout: expected a folder, a metadata/load_data CSV or an RxRx3-core shard")
         from cellmae.data.readers.base import read_metadata_csv
