@@ -132,7 +132,7 @@ def test_illumination_functions_divide_each_plane(jump_s3):
 def test_embed_jump_gene_screen_from_s3_with_no_hand_conversion(jump_s3, tmp_path):
     endpoint, urls, _, _ = jump_s3
     out, cache = tmp_path / "embed" / "handcrafted", tmp_path / "cache"
-    args = ["embed", urls["load_data"], "--model", "handcrafted", "--out", str(out), "--num-workers", "0",
+    args = ["embed", urls["load_data"], "--model", "handcrafted", "--out", str(out), "--num-workers", "2",
             "--storage-option", f"endpoint_url={endpoint}", "--cache-dir", str(cache)]
     for t in _tables(urls):
         args += ["--perturbation-csv", t]
@@ -174,6 +174,9 @@ def test_missing_remote_image_names_the_url_and_row(jump_s3, s3_server):
     s3.delete_object(Bucket=BUCKET, Key=key)
     try:
         screen = open_screen(urls["load_data"], storage_options={"endpoint_url": endpoint})
+        assert [(i, str(p)) for i, p in screen.missing_files()] == [(1, f"s3://{BUCKET}/{key}")]  # listed, not probed
+        with pytest.raises(ReadError, match=rf"s3://{BUCKET}/{key}: file not found \(metadata row 2 of .*1 missing file"):
+            screen.check_files()
         with pytest.raises(ReadError, match=rf"s3://{BUCKET}/{key}: file not found \(row 2 of s3://{BUCKET}/workspace"):
             screen.read_field(1)
     finally:

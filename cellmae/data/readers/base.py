@@ -183,7 +183,22 @@ class Screen:
 
     def missing_files(self) -> list[tuple[int, Path]]:
         """(field index, path) of every file the metadata names but the disk lacks."""
-        return [(i, p) for i, files in enumerate(self._files) for p in files if not p.exists()]
+        listed: dict[str, set[str] | None] = {}
+
+        def there(p) -> bool:
+            if not is_url(p):
+                return p.exists()
+            # One listing per remote folder instead of one request per file (a JUMP plate has ~20k files).
+            parent = str(p.parent)
+            if parent not in listed:
+                try:
+                    listed[parent] = {str(q).rstrip("/") for q in p.parent.iterdir()}
+                except (FileNotFoundError, NotImplementedError, OSError):
+                    listed[parent] = None  # cannot list (e.g. plain https): ask per file
+            names = listed[parent]
+            return p.exists() if names is None else str(p).rstrip("/") in names
+
+        return [(i, p) for i, files in enumerate(self._files) for p in files if not there(p)]
 
     def check_files(self) -> None:
         """Fail fast, before a long job, when a metadata row has no image: names the file and row."""
