@@ -221,7 +221,6 @@ def build_shards(
         "qc": asdict(qc) if qc else None,
         **{k: v for k, v in opts.items() if k != "workers"},
         "part_fields": part_fields,
-        # what pixels the crops are cut from: `cellmae embed` reopens the screen with it
         "screen_spec": screen.spec.record() if getattr(screen, "spec", None) is not None else None,
     }
     work = out_dir.parent / f".{out_dir.name}.partial"

@@ -124,6 +124,7 @@ class GenericScreen(Screen):
             fields, experiment or root.name, plate, metadata_csv
         )
         keep = meta.pop("_index").to_numpy()
+        self._has_csv = metadata_csv is not None
         super().__init__(
             meta,
             chans,
@@ -131,6 +132,11 @@ class GenericScreen(Screen):
             source=metadata_csv or root,
             **scaling,
         )
+
+    def row_label(self, i: int) -> str:
+        if self._has_csv:
+            return super().row_label(i)
+        return f"field {self.metadata[FIELD].iloc[i]!r}, pseudo-well {self.metadata[S.WELL].iloc[i]}"
 
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
