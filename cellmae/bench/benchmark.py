@@ -210,6 +210,10 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
                                          min_negatives=opts.n_negatives, seed=opts.seed)
             tables["compound_gene.csv"] = cg
             summary["compound_gene"] = compound_gene_summary(cg, seed=opts.seed)
+            if cg.empty:  # say why rather than report an empty table as a result
+                skipped["compound_gene"] = (
+                    "no compound has an active target among the map's genes together with enough other genes "
+                    f"to sample max(2 x targets, {opts.n_negatives}) negatives (lower --negatives for a small screen)")
         except ValueError as e:
             skipped["compound_gene"] = str(e)
 

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(_Defaults.seed, "--seed", help="Seed of the simulation, training and baselines."),
         steps: int = typer.Option(_Defaults.steps, "--steps", help="Training steps of the CA-MAE."),
         max_train_minutes: float | None = typer.Option(_Defaults.max_train_minutes, "--max-train-minutes",
-                                                       help="Stop training after this many minutes (checkpoint kept)."),
+                                                       help="Optional wall-clock guard: stop training after this many minutes (off by default; "
+                                                       "when it fires the numbers depend on the machine's load, and the demo and the report say so)."),
         train_config: str = typer.Option(_Defaults.train_config, "--train-config", help="cellmae.train preset or YAML file."),
         train_set: list[str] = typer.Option([], "--train-set", help="Extra training override key=value (repeatable)."),
         blocks: str = typer.Option(_Defaults.blocks, "--blocks", help="Blocks of the model to embed: all | last | 2,4."),

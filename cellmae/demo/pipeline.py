@@ -110,6 +110,14 @@ def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Pat
     return key
 
 
+def _warn_if_cut_short(console: Console, rec: StageRecord) -> None:
+    d = rec.detail
+    if d.get("time_guard_fired"):
+        console.print(f"warning: {rec.name} stopped by --max-train-minutes at step {d.get('steps')} of "
+                      f"{d.get('steps_planned')}: its numbers depend on this machine's load; rerun without "
+                      "--max-train-minutes for the reproducible fixed-step result", markup=False, highlight=False)
+
+
 def _best_block(root: Path, model: str) -> int | None:
     path = root / "bench" / model / "best_block.json"
     return int(json.loads(path.read_text())["block"]) if path.is_file() else None
@@ -147,8 +155,9 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
         shard_key = s.stage_key("crop_size", "crops_per_field", "seed", upstream=screen_key)
         runner.run("shards", shard_key, lambda ow: stages.shards(s, screen, shard_dir, overwrite=ow))
         key = s.stage_key("train_config", "steps", "max_train_minutes", "train_overrides", upstream=shard_key)
-        runner.run(f"train {MODEL}", key, lambda ow: stages.train(
+        rec = runner.run(f"train {MODEL}", key, lambda ow: stages.train(
             s, shard_dir, root / "train" / MODEL, config=s.train_config, overwrite=ow))
+        _warn_if_cut_short(console, rec)
         trained[MODEL] = (root / "train" / MODEL, key)
         if s.wsl:
             wkey = s.stage_key("steps", "max_train_minutes", upstream=shard_key)
@@ -237,6 +246,7 @@ def _write_demo_json(s: DemoSettings, result: DemoResult) -> None:
         "settings": {k: v for k, v in s.record().items() if k not in ("extra", "progress")},
         "stage_seconds": {r.name: round(r.seconds, 1) for r in result.stages},
         "stages_reused": [r.name for r in result.stages if r.status == "reused"],
+        "training": {r.name: r.detail for r in result.stages if r.name.startswith("train ")},
         "total_seconds_this_run": round(result.seconds, 1),
         "headline": result.headline,
     }

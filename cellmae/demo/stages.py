@@ -55,7 +55,10 @@ def train(s: DemoSettings, shard_dir: Path, out: Path, *, config: str, overwrite
         overrides += list(s.train_overrides)
     run_training(config, shard_dir, out, overrides=overrides, resume=True)
     summ = read_summary(out)
-    return {k: summ[k] for k in ("steps", "wall_s", "loss_first", "loss_last", "crops_per_s_median") if k in summ}
+    detail = {k: summ[k] for k in ("steps", "wall_s", "loss_first", "loss_last", "crops_per_s_median") if k in summ}
+    detail["steps_planned"] = s.steps
+    detail["time_guard_fired"] = int(detail.get("steps", s.steps)) < s.steps
+    return detail
 
 
 def embed(s: DemoSettings, screen: Path, source: str | Path, out: Path, *, blocks: str | int | None,

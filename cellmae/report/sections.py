@@ -79,6 +79,11 @@ def _demo_parts(info: dict | None) -> list[str]:
     if not info:
         return []
     parts = []
+    for name, detail in (info.get("training") or {}).items():
+        if detail.get("time_guard_fired"):
+            parts.append(f"<p class='warn'>{esc(name)} was stopped by the wall-clock guard (--max-train-minutes) at "
+                         f"step {esc(str(detail.get('steps')))} of {esc(str(detail.get('steps_planned')))}: the "
+                         "numbers of this run depend on the machine's load and are not the fixed-step result.</p>")
     secs = info.get("stage_seconds") or {}
     if secs:
         reused = set(info.get("stages_reused") or [])

@@ -56,6 +56,29 @@ def test_demo_writes_every_stage_and_method(demo_run) -> None:
     assert {row["method"] for row in demo["headline"]} == {*METHODS, *(f"transfer {m}" for m in METHODS)}
     assert all("sim-truth" in row for row in demo["headline"])
     assert headline_numbers(root) == demo["headline"]
+    # a fixed compute budget: every planned step ran, and the record says the guard did not fire
+    assert demo["training"]["train camae"]["steps"] == demo["training"]["train camae"]["steps_planned"] == TINY["steps"]
+    assert demo["training"]["train camae"]["time_guard_fired"] is False
+    assert "wall-clock guard" not in html
+
+
+def test_a_fired_time_guard_is_warned_and_reported() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cellmae.demo.pipeline import StageRecord, _warn_if_cut_short
+    from cellmae.report.sections import _demo_parts
+
+    detail = {"steps": 700, "steps_planned": 2200, "time_guard_fired": True}
+    out = io.StringIO()
+    _warn_if_cut_short(Console(file=out, width=300), StageRecord("train camae", "ran", 1.0, detail))
+    assert "step 700 of 2200" in out.getvalue()
+    html = "".join(_demo_parts({"training": {"train camae": detail}}))
+    assert "wall-clock guard" in html and "step 700 of 2200" in html
+    quiet = io.StringIO()
+    _warn_if_cut_short(Console(file=quiet), StageRecord("train camae", "ran", 1.0, {**detail, "time_guard_fired": False}))
+    assert quiet.getvalue() == ""
 
 
 @pytest.mark.slow
