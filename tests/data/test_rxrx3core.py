@@ -88,7 +88,8 @@ def test_plain_binary_column_and_plain_jp2_files(tmp_path):
         (files / key).parent.mkdir(parents=True, exist_ok=True)
         (files / f"{key}.jp2").write_bytes(imagecodecs.jpeg2k_encode(plane, level=0))
     _metadata(files / "metadata_rxrx3_core.csv")
-    screen = open_screen(files, layout="rxrx3-core")
+    assert detect_layout(files) == "rxrx3-core"
+    screen = open_screen(files)
     assert len(screen) == 8
     j = int(np.flatnonzero(screen.metadata[S.WELL] == "AA03")[0])
     np.testing.assert_array_equal(screen.read_field(j)[5], planes["gene-001/Plate1/AA03_s1_6"])

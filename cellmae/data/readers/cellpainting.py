@@ -109,6 +109,9 @@ class CellPaintingScreen(Screen):
                             "them, or pass --no-illum to read the uncorrected images")
         return True
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_illum_cache": {}}  # each worker process reads its own functions
+
     def _illum(self, i: int, k: int) -> np.ndarray:
         path = self._illum_files[i][k]
         key = str(path)

@@ -62,18 +62,36 @@ def _open(path, cache_dir=None):
     return fsspec.filesystem("filecache", fs=path.fs, cache_storage=str(cache_dir)).open(path.path, "rb")
 
 
+def _top_shards(root) -> list:
+    """Parquet files in ``root`` or ``root/data`` (the Hugging Face layout): enough to recognise the layout
+    without walking a large folder."""
+    if root.is_file():
+        return [root]
+    found = []
+    for folder in (root, root / "data"):
+        if folder.is_dir():
+            found += sorted((p for p in folder.iterdir() if str(p).lower().endswith(".parquet")), key=str)
+    return found
+
+
 def is_rxrx3_core(root) -> bool:
-    """A folder (or file) holding Parquet shards with ``__key__`` + ``jp2`` columns, or key-named jp2 files."""
+    """Parquet shards with ``__key__`` + ``jp2`` columns (the first one is checked), or, beside an RxRx3-core
+    metadata CSV (``experiment_name``, ``address``), key-named ``.jp2`` planes."""
     import pyarrow.parquet as pq
 
-    shards = _files(root, (".parquet",))
+    shards = _top_shards(root)
     if shards:
         try:
             with _open(shards[0]) as f:
-                names = set(pq.read_schema(f).names)
+                return {KEY, IMAGE} <= set(pq.read_schema(f).names)
         except Exception:
             return False
-        return {KEY, IMAGE} <= names
+    if root.is_dir():
+        try:
+            find_core_metadata(root)
+        except ReadError:
+            return False
+        return any(True for _ in root.glob("*/Plate*/*_s*_*.jp2"))
     return False
 
 
