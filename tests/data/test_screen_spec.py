@@ -133,3 +133,14 @@ def test_generic_and_rxrx_readers_take_urls(make_rxrx, s3_server):
     assert screen.layout == "rxrx" and len(screen) == len(fields)
     key = tuple(screen.metadata.iloc[0][["Metadata_Experiment", "Metadata_Plate", "Metadata_Well", "Metadata_Site"]])
     np.testing.assert_array_equal(screen.read_field(0), fields[(key[0], str(key[1]), key[2], int(key[3]))])
+
+
+def test_storage_failures_are_one_line_naming_the_url():
+    res = runner.invoke(app, ["shards", "inspect", "s3://bucket/load_data.csv", "--storage-option", "bogus_option=1"])
+    assert res.exit_code == 2 and "--storage-option: s3://bucket/load_data.csv does not take it" in res.stderr
+    res = runner.invoke(app, ["shards", "inspect", "s3://bucket/load_data.csv", "--storage-option",
+                              "endpoint_url=http://127.0.0.1:1", "--storage-option",
+                              'config_kwargs={"retries": {"max_attempts": 1}}'])
+    assert res.exit_code == 2 and "s3://bucket/load_data.csv: cannot reach the storage" in res.stderr
+    res = runner.invoke(app, ["shards", "inspect", "nosuchfs://bucket/x.csv"])
+    assert res.exit_code == 2 and "nosuchfs://bucket/x.csv: cannot open this URL" in res.stderr

@@ -19,7 +19,7 @@ from cellmae.data.readers.cellpainting import CellPaintingScreen, is_load_data
 from cellmae.data.readers.generic import GenericScreen
 from cellmae.data.readers.rxrx import RxRxScreen, find_metadata_csv
 from cellmae.data.readers.rxrx3core import RxRx3CoreScreen, is_rxrx3_core
-from cellmae.data.readers.storage import denied, locate
+from cellmae.data.readers.storage import denied, locate, unreachable
 from cellmae.data.spec import ScreenSpec
 
 LAYOUTS = ("auto", "rxrx", "rxrx3-core", "cellpainting", "generic")
@@ -92,6 +92,16 @@ def open_screen(path, layout: str = "auto", *, spec: ScreenSpec | None = None, c
         screen = _open(where, spec, options, cache_dir)
     except PermissionError as e:  # a bucket refusing anonymous (or these) credentials: say how to give them
         raise ReadError(denied(getattr(e, "filename", None) or where)) from e
+    except TypeError as e:  # fsspec passes storage options on as keyword arguments: a wrong one lands here
+        if spec.storage_options and "unexpected keyword argument" in str(e):
+            raise ReadError(f"--storage-option: {where} does not take it ({e}); see the options of its fsspec "
+                            "file system (s3fs.S3FileSystem, gcsfs.GCSFileSystem, ...)") from e
+        raise
+    except Exception as e:
+        message = unreachable(where, e)
+        if message is None:
+            raise
+        raise ReadError(message) from e
     return screen
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
-from cellmae.data.readers.storage import compression_of, denied, is_url, locate, read_bytes
+from cellmae.data.readers.storage import compression_of, denied, is_url, locate, read_bytes, unreachable
 from cellmae.data.scaling import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, to_uint8
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -71,7 +71,12 @@ def read_plane(path, cache_dir=None) -> np.ndarray:
     except OSError as e:
         if isinstance(e, PermissionError) and is_url(path):
             raise ReadError(denied(path)) from e
-        raise ReadError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+        raise ReadError(unreachable(path, e) or f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        message = unreachable(path, e)
+        if message is None:
+            raise
+        raise ReadError(message) from e
     return decode_image(data, path)
 
 

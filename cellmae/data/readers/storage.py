@@ -92,8 +92,10 @@ def locate(path: Any, storage_options: Mapping[str, Any] | None = None):
     try:
         from upath import UPath
 
-        return UPath(text, **_options_for(text, storage_options))
-    except (ImportError, ValueError) as e:  # an unknown protocol, or its fsspec package is missing
+        located = UPath(text, **_options_for(text, storage_options))
+        located.fs  # noqa: B018 - creates the file system now, so a missing fsspec package is named here
+        return located
+    except (ImportError, ValueError, TypeError) as e:  # an unknown protocol, or its fsspec package is missing
         raise StorageError(f"{text}: cannot open this URL ({type(e).__name__}: {e}); install the fsspec "
                            "package for its protocol (s3fs for s3://, gcsfs for gs://, aiohttp for https://)") from e
 
@@ -114,6 +116,20 @@ def child(base, *parts: str):
 def with_options(path, storage_options: Mapping[str, Any] | None):
     """``path`` (local Path, URL text or UPath) located with ``storage_options``."""
     return locate(str(path) if is_url(path) else path, storage_options)
+
+
+# Failures to reach a server, by class name (botocore / aiohttp / requests), so this module imports none of them.
+_NETWORK_ERRORS = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "NoCredentialsError",
+                             "ClientConnectorError", "ServerTimeoutError", "ClientOSError", "ConnectionError",
+                             "ClientResponseError", "InvalidURL"})
+
+
+def unreachable(path, exc: BaseException) -> str | None:
+    """The message for a server that cannot be reached (None when ``exc`` is not such a failure)."""
+    if not any(k.__name__ in _NETWORK_ERRORS for k in type(exc).__mro__):
+        return None
+    return (f"{path}: cannot reach the storage ({type(exc).__name__}: {exc}); check the URL, "
+            "--storage-option endpoint_url=... and the network")
 
 
 def denied(path) -> str:
