@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -71,6 +72,7 @@ def embed(
     rescale_uint8: bool | None = RESCALE8_OPT,
     storage_option: list[str] | None = STORAGE_OPT,
     cache_dir: Path | None = CACHE_DIR_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Featurize every well of SCREEN: tiles -> model block(s) -> pooled -> averaged per site and well.
 
@@ -115,14 +117,29 @@ def embed(
             launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
             from cellmae.utils.manifest import MANIFEST_FILE
 
-            console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
+            if as_json:
+                typer.echo(json.dumps({"processes": processes, "out_dir": str(out), "manifest": str(out / MANIFEST_FILE)}))
+            else:
+                console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
             return
-        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0, **options)
+        # --json: stdout carries the summary alone (the progress bar writes to the terminal)
+        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0 and not as_json, **options)
     if summary.extra.get("screen_spec"):
         console.print(summary.extra["screen_spec"])
+    if as_json:
+        typer.echo(json.dumps(summary_dict(summary), default=str))
+        return
     console.print(summary.line())
     if summary.manifest is None:
         console.print("other ranks are still writing their plates; the manifest appears when all are done")
+
+
+def summary_dict(summary) -> dict:
+    """An EmbedSummary as JSON-ready data (`--json`)."""
+    return {"out_dir": str(summary.out_dir), "blocks": {str(b): str(p) for b, p in summary.paths.items()},
+            "plates_done": summary.plates_done, "plates_skipped": summary.plates_skipped, "wells": summary.wells,
+            "sites": summary.sites, "images": summary.images, "seconds": round(summary.seconds, 3),
+            "manifest": str(summary.manifest) if summary.manifest else None, **summary.extra}
 
 
 def _embed_rank(screen: str, model: str, out: str, options: dict, *, rank: int, world_size: int, progress: bool) -> None:

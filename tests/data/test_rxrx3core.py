@@ -128,8 +128,10 @@ def test_errors_name_the_file_and_row(core, tmp_path):
 def test_embed_rxrx3_core_shards(core, tmp_path):
     root, _ = core
     out = tmp_path / "embed" / "handcrafted"
-    res = runner.invoke(app, ["embed", str(root), "--model", "handcrafted", "--out", str(out), "--num-workers", "1"])
+    res = runner.invoke(app, ["embed", str(root), "--model", "handcrafted", "--out", str(out), "--num-workers", "1",
+                              "--json"])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["wells"] == 4
     from cellmae.embed import read_embeddings
 
     wells = read_embeddings(out / "block00")
