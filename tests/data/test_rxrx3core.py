@@ -180,3 +180,19 @@ def test_rxrx3_core_over_http(core, tmp_path):
         np.testing.assert_array_equal(screen.read_field(0)[0], planes["compound-001/Plate2/AB10_s1_1"])
     finally:
         server.shutdown()
+
+
+def test_rxrx_layout_with_jp2_planes(tmp_path):
+    """RxRx's own layout ({well}_s{site}_w{k}) with JPEG-2000 files instead of PNG."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "rxrx-jp2"
+    planes = {}
+    for k in range(1, 4):
+        planes[k] = rng.integers(0, 256, (32, 32)).astype(np.uint8)
+        (root / "EXP" / "Plate1").mkdir(parents=True, exist_ok=True)
+        (root / "EXP" / "Plate1" / f"B02_s1_w{k}.jp2").write_bytes(imagecodecs.jpeg2k_encode(planes[k], level=0))
+    pd.DataFrame([{"well_id": "EXP_1_B02", "experiment": "EXP", "plate": 1, "well": "B02", "site": 1, "gene": "G",
+                   "perturbation_type": "CRISPR", "well_type": "treatment"}]).to_csv(root / "metadata.csv", index=False)
+    screen = open_screen(root)
+    assert screen.layout == "rxrx" and screen.channels == S.RXRX_CHANNELS[:3]
+    np.testing.assert_array_equal(screen.read_field(0), np.stack([planes[k] for k in (1, 2, 3)]))

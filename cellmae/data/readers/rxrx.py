@@ -62,7 +62,7 @@ class RxRxScreen(Screen):
         *,
         metadata_csv: str | Path | None = None,
         channels: list[str] | tuple[str, ...] | None = None,
-        suffix: str = ".png",
+        suffix: str | None = None,
         storage_options: dict | None = None,
         **scaling,
     ) -> None:
@@ -71,10 +71,11 @@ class RxRxScreen(Screen):
         if csv is None or not csv.is_file():
             raise ReadError(f"{csv or root / 'metadata.csv'}: RxRx metadata CSV not found")
         raw = read_metadata_csv(csv)
-        self.root, self.suffix = root, suffix
+        self.root = root
         exp_c, well_c = _col(raw, "experiment", csv), _col(raw, "well", csv)
         plate_c = _col(raw, "plate", csv)
         raw = raw.rename(columns={exp_c: "experiment", well_c: "well", plate_c: "plate"})
+        self.suffix = suffix or self._find_suffix(raw)
         if "site" not in raw.columns:
             raw = self._expand_sites(raw, csv)
         # The channel count comes from the names (channels= / channels.json) or from every site of
@@ -103,6 +104,20 @@ class RxRxScreen(Screen):
             / f"Plate{plate}"
             / f"{well}_s{site}_w{k}{self.suffix}"
         )
+
+    def _find_suffix(self, raw: pd.DataFrame) -> str:
+        """The image files' extension (.png, .jp2, .tif ...) as found in the first plate folder that has any;
+        only to find the files: they are decoded by their content."""
+        self.suffix = ".png"
+        rx = re.compile(r"^[^_]+_s[^_]+_w\d+(\.[A-Za-z0-9]+)$")
+        for exp, plate in raw[["experiment", "plate"]].drop_duplicates().itertuples(index=False):
+            try:
+                found = {m.group(1) for e in self._file(exp, plate, "X", 0, 1).parent.iterdir() if (m := rx.match(e.name))}
+            except FileNotFoundError:
+                continue
+            if found:
+                return ".png" if ".png" in found else sorted(found)[0]
+        return ".png"
 
     def _expand_sites(self, raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
         """RxRx3 lists wells, not sites: one row per ``{well}_s{site}_w1`` file found."""
