@@ -178,6 +178,12 @@ def test_rxrx3_core_over_http(core, tmp_path):
         screen = open_screen(f"{base}/data/train-00000-of-00002.parquet", metadata_csv=f"{base}/compound.csv")
         assert screen.layout == "rxrx3-core" and len(screen) == 4
         np.testing.assert_array_equal(screen.read_field(0)[0], planes["compound-001/Plate2/AB10_s1_1"])
+        # in a DataLoader worker process too (an async file system made in the parent must not be reused)
+        res = runner.invoke(app, ["embed", f"{base}/data/train-00000-of-00002.parquet", "--metadata-csv",
+                                  f"{base}/compound.csv", "--model", "handcrafted", "--out", str(tmp_path / "e"),
+                                  "--num-workers", "1", "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["wells"] == 2
     finally:
         server.shutdown()
 

@@ -142,7 +142,7 @@ class GenericScreen(Screen):
         paths = self.path(i)
         if self.per_channel:
             return stack_planes([self.read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
-        if not paths[0].exists():
+        if not is_url(paths[0]) and not paths[0].exists():  # a remote one is found missing when read
             raise ReadError(f"{paths[0]}: file not found")
         data, _ = _read_multichannel(paths[0])
         return data
@@ -245,6 +245,8 @@ def _read_multichannel(path: Path, header_only: bool = False) -> tuple[np.ndarra
             shape = series.shape
     except ReadError:
         raise
+    except FileNotFoundError as e:
+        raise ReadError(f"{path}: file not found") from e
     except Exception as e:
         raise ReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
     chan_axis = next((a for a in "CSIQ" if a in axes), None)

@@ -22,7 +22,7 @@ import pandas as pd
 from cellmae.data import schema as S
 from cellmae.data.readers.base import ReadError, Screen, decode_image, read_metadata_csv, stack_planes
 from cellmae.data.readers.rxrx import _col, _schema_frame
-from cellmae.data.readers.storage import is_url, with_options
+from cellmae.data.readers.storage import filesystem_of, is_url, with_options
 
 KEY_RE = re.compile(r"^(?P<exp>[^/]+)/Plate(?P<plate>[^/]+)/(?P<well>[A-Za-z]{1,2}\d{1,2})_s(?P<site>\d+)_(?P<ch>\d+)$")
 KEY, IMAGE = "__key__", "jp2"
@@ -55,11 +55,7 @@ def _files(root, suffixes: tuple[str, ...]) -> list:
 def _open(path, cache_dir=None):
     if not is_url(path):
         return open(path, "rb")
-    if cache_dir is None:
-        return path.open("rb")
-    import fsspec
-
-    return fsspec.filesystem("filecache", fs=path.fs, cache_storage=str(cache_dir)).open(path.path, "rb")
+    return filesystem_of(path, cache_dir).open(path.path, "rb")
 
 
 def _top_shards(root) -> list:

@@ -145,13 +145,23 @@ def read_bytes(path, cache_dir: str | os.PathLike | None = None) -> bytes:
     """
     if not is_url(path):
         return Path(path).read_bytes()
-    if cache_dir is None:
-        return path.fs.cat_file(path.path)
+    return filesystem_of(path, cache_dir).cat_file(path.path)
+
+
+def filesystem_of(path, cache_dir: str | os.PathLike | None = None):
+    """The fsspec file system of a located URL, for this process, optionally behind a local ``filecache``.
+
+    Not ``path.fs``: that instance may come from the parent of a forked DataLoader worker, and an
+    async file system (s3fs) refuses to run in a child ("not fork-safe"); ``fsspec.filesystem``
+    makes one per process.
+    """
     import fsspec
 
+    fs = fsspec.filesystem(path.protocol, **path.storage_options)
+    if cache_dir is None:
+        return fs
     # filecache keeps whole files under cache_dir, keyed by URL: the second read is local.
-    cached = fsspec.filesystem("filecache", fs=path.fs, cache_storage=os.fspath(cache_dir), same_names=False)
-    return cached.cat_file(path.path)
+    return fsspec.filesystem("filecache", fs=fs, cache_storage=os.fspath(cache_dir), same_names=False)
 
 
 def compression_of(data: bytes) -> str | None:
