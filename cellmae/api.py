@@ -68,51 +68,46 @@ class MapResult(NamedTuple):
 
 
 def as_frame(data: Any) -> pd.DataFrame:
-    """A well table from a DataFrame or an AnnData (obs = metadata, X = features, as ``embed --anndata``)."""
+    """A well table from a DataFrame or an AnnData (obs = metadata, X = features under var_names)."""
     if isinstance(data, pd.DataFrame):
         return data
     if hasattr(data, "obs") and hasattr(data, "X"):
-        import numpy as np
+        from cellmae.data.tables import anndata_frame
 
-        from cellmae.data.schema import feature_column
-
-        x = data.X.toarray() if hasattr(data.X, "toarray") else np.asarray(data.X)
-        feats = pd.DataFrame(x.astype("float32"), columns=[feature_column(i) for i in range(x.shape[1])])
-        return pd.concat([data.obs.reset_index(drop=True), feats], axis=1)
+        return anndata_frame(data)[0]
     raise TypeError(f"expected a path, a DataFrame or an AnnData, got {type(data).__name__}")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".h5ad":
-        import anndata as ad
+def _read_frame(path: Path) -> pd.DataFrame:
+    from cellmae.data.profiles import Profiles
 
-        return as_frame(ad.read_h5ad(path))
-    from cellmae.embed.io import read_embeddings
-
-    return read_embeddings(path)
+    return Profiles.read(path, finite=False).to_frame()
 
 
 def build_map(embeddings: Any, out: str | Path | None = None, **options: Any) -> MapResult:
     """Filter, align (``align="tvn"`` by default) and aggregate well embeddings into a map.
 
-    ``embeddings``: a block folder (``RUN/embed/<model>/blockNN``), a Parquet or ``.h5ad`` file, a
-    DataFrame (e.g. from :func:`embed_screen`) or an AnnData. ``options``: the fields of
-    :class:`cellmae.profiles.pipeline.MapOptions` (``align``, ``agg``, ``batch_col``, ...).
+    ``embeddings``: a block folder (``RUN/embed/<model>/blockNN``), any profile table (Parquet, CSV/TSV,
+    ``.h5ad``, zarr; the format is read from the content), a DataFrame (e.g. from :func:`embed_screen`)
+    or an AnnData. ``options``: the fields of :class:`cellmae.profiles.pipeline.MapOptions` (``align``,
+    ``agg``, ``batch_col``, ``features``, ``output_type``, ...).
     """
-    from cellmae.profiles.io import AGGREGATED_FILE, ALIGNED_FILE
+    from cellmae import layout
     from cellmae.profiles.pipeline import MapOptions
     from cellmae.profiles.pipeline import build_map as _build_map
 
     opts = _options(MapOptions, options, "build_map")
     with tempfile.TemporaryDirectory(prefix="cellmae-wells-") as tmp, _folder(out, "map") as folder:
-        if isinstance(embeddings, str | Path) and Path(embeddings).suffix != ".h5ad":
+        if isinstance(embeddings, str | Path):
             source = Path(embeddings)
-        else:  # the map stage reads Parquet: hand it the table as one file
-            table = _read_table(Path(embeddings)) if isinstance(embeddings, str | Path) else as_frame(embeddings)
+        else:  # the map stage reads files: hand it the table as one Parquet file
             source = Path(tmp) / "wells.parquet"
-            table.to_parquet(source, index=False)
+            as_frame(embeddings).to_parquet(source, index=False)
+            if opts.features is None and hasattr(embeddings, "var_names"):  # an AnnData's X is its features
+                opts.features = [str(v) for v in embeddings.var_names]
         summary = _build_map(source, folder, opts)
-        return MapResult(pd.read_parquet(folder / ALIGNED_FILE), pd.read_parquet(folder / AGGREGATED_FILE), summary)
+        aligned, aggregated = layout.map_table_files(folder)
+        return MapResult(_read_frame(aligned), _read_frame(aggregated), summary)
 
 
 @dataclass

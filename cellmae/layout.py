@@ -44,6 +44,10 @@ FEATURE_NAMES_FILE = "feature_names.json"
 MAP_ALIGNED_FILE = "aligned.parquet"
 MAP_AGGREGATED_FILE = "aggregated.parquet"
 MAP_SUMMARY_FILE = "map.json"
+# `cellmae map --output-type`: (aligned, aggregated) file names per output type.
+MAP_TABLE_FILES = {"parquet": (MAP_ALIGNED_FILE, MAP_AGGREGATED_FILE),
+                   "anndata_h5ad": ("aligned.h5ad", "aggregated.h5ad")}
+EMBED_ANNDATA_DIR = "anndata"  # `cellmae embed --anndata`: <block>.h5ad files
 
 BENCH_RECALL_FILE = "recall.csv"
 BENCH_CONSISTENCY_FILE = "consistency.csv"
@@ -57,6 +61,21 @@ CURATION_KEPT_FILE = "kept_wells.csv"
 CURATION_REPORT_FILE = "curation_report.json"
 
 REPORT_FILE = "report.html"
+
+def map_table_files(folder: str | os.PathLike) -> tuple[Path, Path] | None:
+    """The (aligned, aggregated) tables of a map folder, whichever output type wrote them; None if neither."""
+    folder = Path(folder)
+    for aligned, aggregated in MAP_TABLE_FILES.values():
+        if (folder / aligned).is_file() and (folder / aggregated).is_file():
+            return folder / aligned, folder / aggregated
+    return None
+
+
+def map_aligned_file(folder: str | os.PathLike) -> Path | None:
+    """The aligned (well-level) table of a map folder, whichever output type wrote it; None if absent."""
+    folder = Path(folder)
+    return next((folder / a for a, _ in MAP_TABLE_FILES.values() if (folder / a).is_file()), None)
+
 
 # ---- block naming --------------------------------------------------------------------------
 _BLOCK_RE = re.compile(r"^block(\d+)$")

@@ -18,27 +18,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellmae import layout
 from cellmae.bench.batch_effects import BATCH_COLUMNS, batch_summary, batch_table
 from cellmae.bench.compound_gene import compound_gene_benchmark, compound_gene_summary
 from cellmae.bench.consistency import consistency_summary, replicate_consistency, replicate_similarity_test
 from cellmae.bench.copairs_map import MAP_COLUMNS, activity_map, consistency_map, map_summary
 from cellmae.bench.inputs import (
-    Profiles,
     find_group_file,
     is_compound,
+    is_map_dir,
     read_compound_targets,
     read_groups,
     read_map_dir,
-    read_profiles,
 )
 from cellmae.bench.summary import BENCH_KIND, SCHEMA_VERSION, recall_summary, write_summary
-from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION
+from cellmae.data.profiles import Profiles
+from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
+from cellmae.data.tables import parquet_parts, table_format_or_none
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILES = ("recall.csv", "consistency.csv", "map_copairs.csv", "compound_gene.csv", "batch.csv", "summary.json")
+OUTPUT_FILES = (layout.BENCH_RECALL_FILE, layout.BENCH_CONSISTENCY_FILE, layout.BENCH_MAP_FILE,
+                layout.BENCH_COMPOUND_GENE_FILE, layout.BENCH_BATCH_FILE, layout.BENCH_SUMMARY_FILE)
 
 
 @dataclass
@@ -60,12 +63,33 @@ class BenchOptions:
     n_negatives: int = 20  # RxRx3-core: max(2 x targets, this) negatives per compound
     max_groups: int | None = 250
     seed: int = 0
+    features: Sequence[str] | str | None = None  # feature columns of the map tables; None: inferred
+    gene_types: Sequence[str] | None = None  # perturbation types recall scores; None: all but COMPOUND
 
 
-def gene_profiles(aggregated: Profiles) -> Profiles:
-    """Aggregated rows of non-compound, non-control perturbations (what relationship databases name)."""
-    keep = ~is_compound(aggregated.meta) & ~aggregated.meta[IS_CONTROL].to_numpy(bool)
-    return aggregated.subset(keep)
+def gene_profiles(aggregated: Profiles, gene_types: Sequence[str] | None = None) -> Profiles:
+    """Aggregated rows of gene perturbations (what relationship databases name), controls excluded:
+    the ``gene_types`` given (case-insensitive), or every type but COMPOUND."""
+    meta = aggregated.meta
+    if gene_types:
+        is_gene = meta[PERTURBATION_TYPE].astype(str).str.upper().isin({t.upper() for t in gene_types}).to_numpy()
+    else:
+        is_gene = ~is_compound(meta)
+    return aggregated.subset(is_gene & ~meta[IS_CONTROL].to_numpy(bool))
+
+
+def check_gene_profiles(aligned: Profiles, genes: Profiles, gene_types: Sequence[str] | None,
+                        source: str | Path = "the map") -> None:
+    """Refuse recall without gene perturbations, naming the types found and how to set them."""
+    if len(genes) >= 2:
+        return
+    treated = aligned.meta[~aligned.meta[IS_CONTROL].to_numpy(bool)]
+    counts = treated[PERTURBATION_TYPE].astype(str).value_counts() if PERTURBATION_TYPE in treated else {}
+    found = ", ".join(f"{t} ({n} wells)" for t, n in counts.items()) or "none (every well is a control)"
+    wanted = "/".join(gene_types) if gene_types else "CRISPR/ORF/SIRNA (any type but COMPOUND)"
+    raise InputError(f"{source}: found perturbation types {found}: recall needs at least 2 gene perturbations "
+                     f"({wanted}), this map has {len(genes)}; set {PERTURBATION_TYPE} in the screen metadata "
+                     "(CRISPR, ORF, SIRNA) or pass --gene-types with the types that name genes, or drop --relationships")
 
 
 def _sources(opts: BenchOptions) -> list[Path]:
@@ -102,7 +126,7 @@ def _recall(aggregated: Profiles, opts: BenchOptions) -> pd.DataFrame:
     from cellmae.bench.relationships import load_relationships
 
     rels = load_relationships(opts.relationships, names=opts.relationship_names)
-    genes = gene_profiles(aggregated)
+    genes = gene_profiles(aggregated, opts.gene_types)
     return known_relationship_recall(genes.features, genes.meta[PERTURBATION].tolist(), rels, opts.thresholds)
 
 
@@ -119,8 +143,35 @@ def bench_settings(opts: BenchOptions) -> dict:
 
 
 def bench_inputs(map_dir: Path) -> dict:
-    """Which map a bench folder was made from: its path and the checksum of its manifest."""
-    return {"map": str(map_dir), "map_manifest_sha256": sha256_file(map_dir / MANIFEST_FILE)}
+    """Which map a bench folder was made from: its path and the checksum of its manifest (of the
+    table itself for a user's own table file)."""
+    map_dir = Path(map_dir)
+    if map_dir.is_file():
+        return {"map": str(map_dir), "map_manifest_sha256": None, "table_sha256": sha256_file(map_dir)}
+    manifest = map_dir / MANIFEST_FILE
+    return {"map": str(map_dir), "map_manifest_sha256": sha256_file(manifest) if manifest.is_file() else None}
+
+
+def read_bench_input(path: Path, features: Sequence[str] | str | None = None) -> tuple[Profiles, Profiles]:
+    """(aligned wells, aggregated perturbations): a complete ``cellmae map`` folder, or a user's own
+    table of aligned wells (Parquet, CSV/TSV, h5ad, zarr; e.g. pycytominer-normalized profiles),
+    aggregated here with the map stage's mean."""
+    from cellmae.bench.inputs import read_profiles
+    from cellmae.embed.io import embed_root_of
+    from cellmae.profiles.aggregate import aggregate
+
+    if is_map_dir(path) or (path.is_dir() and (path / MANIFEST_FILE).is_file()):
+        return read_map_dir(path, features)
+    if path.is_dir() and not parquet_parts(path) and table_format_or_none(path) is None:
+        raise InputError(f"{path}: neither a `cellmae map` folder ({' + '.join(layout.MAP_TABLE_FILES['parquet'])} "
+                         "+ manifest.json), a folder of block{NN} map folders, nor a profile table (Parquet, CSV, "
+                         ".h5ad, zarr)")
+    if embed_root_of(path) is not None:
+        raise InputError(f"{path}: raw embeddings of `cellmae embed`; map them first (`cellmae map {path} --out MAP`) "
+                         "and benchmark the map folder")
+    aligned = read_profiles(path, features)
+    groups, x = aggregate(aligned.features, aligned.meta, "mean")
+    return aligned, Profiles(groups, x, aligned.feature_names, aligned.provenance)
 
 
 def is_current(out_dir: str | Path, map_dir: str | Path, opts: BenchOptions) -> bool:
@@ -131,7 +182,8 @@ def is_current(out_dir: str | Path, map_dir: str | Path, opts: BenchOptions) -> 
     except InputError:
         return False
     opts = resolve_truth_dir(opts)
-    return (manifest.get("inputs", {}).get("map_manifest_sha256") == bench_inputs(map_dir)["map_manifest_sha256"]
+    recorded = manifest.get("inputs", {})
+    return (all(recorded.get(k) == v for k, v in bench_inputs(map_dir).items())
             and manifest.get("settings") == bench_settings(opts))
 
 
@@ -140,14 +192,16 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
 
     The map must be complete (its manifest matches); the bench folder is committed as a unit
     with its own manifest naming the map it scored."""
-    from cellmae.embed.io import check_complete_block
+    from cellmae.embed.io import check_complete_block, read_embedding_profiles
 
     opts = resolve_truth_dir(opts or BenchOptions())
     map_dir, out_dir = Path(map_dir), Path(out_dir)
-    aligned, aggregated = read_map_dir(map_dir)
+    aligned, aggregated = read_bench_input(map_dir, opts.features)
     inputs = bench_inputs(map_dir)
     if opts.embed_dir is not None:
         check_complete_block(opts.embed_dir)
+    if opts.relationships is not None:
+        check_gene_profiles(aligned, gene_profiles(aggregated, opts.gene_types), opts.gene_types, map_dir)
     skipped: dict[str, str] = {}
     tables: dict[str, pd.DataFrame] = {}
     summary: dict = {
@@ -192,7 +246,7 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         skipped["map_consistency"] = "no functional groups (--groups, or genes.csv / *_clusters.tsv next to the relationships)"
     else:
         try:
-            maps.append(consistency_map(gene_profiles(aggregated), groups, null_size=opts.map_null_size,
+            maps.append(consistency_map(gene_profiles(aggregated, opts.gene_types), groups, null_size=opts.map_null_size,
                                         seed=opts.seed, max_groups=opts.max_groups))
         except ValueError as e:
             skipped["map_consistency"] = str(e)
@@ -217,7 +271,7 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         except ValueError as e:
             skipped["compound_gene"] = str(e)
 
-    before = read_profiles(opts.embed_dir) if opts.embed_dir is not None else None
+    before = read_embedding_profiles(opts.embed_dir) if opts.embed_dir is not None else None
     if before is None:
         skipped["batch_before"] = "no --embed-dir given (raw embeddings before alignment)"
     if opts.batch_column not in aligned.meta.columns:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cellmae import layout
 from cellmae.data.schema import EXPERIMENT
 
 
@@ -17,13 +18,21 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     map_dir: Path = typer.Argument(
-        ..., help="A `cellmae map` output folder (aligned.parquet + aggregated.parquet), or a folder of block{NN} "
+        ..., help="A `cellmae map` output folder (aligned + aggregated tables), or a folder of block{NN} "
         "map folders: then every block is benchmarked into OUT/block{NN} and linear probes across blocks "
-        "write OUT/probes.csv and OUT/best_block.json.", exists=True, file_okay=False),
+        "write OUT/probes.csv and OUT/best_block.json; or your own table of aligned wells (Parquet, CSV/TSV, "
+        ".h5ad, zarr; format read from the content), aggregated here by mean.", exists=True),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (RUN/bench/<model>/<block>, or RUN/bench/<model> for a folder of blocks)."),
-    relationships: list[Path] = typer.Option(
-        None, "--relationships", "-r", help="Relationship CSVs (entity1,entity2) or a folder of them "
-        "(CORUM/HuMAP/Reactome/SIGNOR/StringDB). Repeat for several. Omit to skip recall."),
+    relationships: list[str] = typer.Option(
+        None, "--relationships", "-r", help="'builtin' (HuMAP, Reactome, StringDB shipped with cellmae; CC0/CC BY), "
+        "relationship CSVs (entity1,entity2) or a folder of them (CORUM/HuMAP/Reactome/SIGNOR/StringDB). "
+        "Repeat for several. Omit to skip recall."),
+    features: str = typer.Option(
+        "", "--features", help="Feature columns of the tables: a comma-separated list or a regular expression. "
+        "Default: feature_* columns, else CellProfiler Cells*/Cytoplasm*/Nuclei* columns, else an AnnData's X."),
+    gene_types: str = typer.Option(
+        "", "--gene-types", help="Comma-separated perturbation types that name genes, for recall and consistency "
+        "mAP (e.g. CRISPR,ORF). Default: every type but COMPOUND."),
     sources: list[str] = typer.Option(None, "--source", help="Only these relationship databases (file stems) from a folder."),
     groups: Path = typer.Option(
         None, "--groups", help="Gene -> functional group table (CSV with gene,group columns, e.g. the simulator's "
@@ -34,7 +43,8 @@ def bench(
         "benchmark, e.g. the simulator's truth/compounds.csv.", exists=True, dir_okay=False),
     embed_dir: Path = typer.Option(
         None, "--embed-dir", help="Raw embeddings before alignment (RUN/embed/<model>/<block>, or RUN/embed/<model> "
-        "with block folders) for the before/after batch diagnostic.", exists=True, file_okay=False),
+        "with block folders, or your own table of unaligned wells) for the before/after batch diagnostic.",
+        exists=True),
     batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
     consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
@@ -68,8 +78,10 @@ def bench(
     from rich.console import Console
 
     from cellmae.bench.benchmark import BenchOptions, describe, is_current, run_bench
-    from cellmae.bench.inputs import ALIGNED_FILE, check_map_dir, find_group_file, read_groups
+    from cellmae.bench.inputs import check_map_dir, find_group_file, is_map_dir, read_groups
     from cellmae.bench.probes import block_dirs, evaluation_recall_by_block, probe_blocks, write_probes
+    from cellmae.bench.relationships import resolve_sources
+    from cellmae.data.profiles import parse_features
 
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if consistency_null not in ("other", "controls"):
@@ -77,14 +89,15 @@ def bench(
     if replicate_null not in ("random-pairs", "negative-controls"):
         raise typer.BadParameter(f"must be 'random-pairs' or 'negative-controls', got {replicate_null!r}",
                                  param_hint="--replicate-null")
-    rels = list(relationships) if relationships else None
+    rels = resolve_sources(relationships) if relationships else None
     opts = BenchOptions(
         relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
         truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
         consistency_null=consistency_null, replicate_null=replicate_null, map_null_size=map_null_size, n_negatives=n_negatives,
-        max_groups=max_groups, seed=seed,
+        max_groups=max_groups, seed=seed, features=parse_features(features),
+        gene_types=[t.strip() for t in gene_types.split(",") if t.strip()] or None,
     )
-    if (map_dir / ALIGNED_FILE).is_file():
+    if is_map_dir(map_dir) or not layout.block_dirs(map_dir):  # one map, or the user's own table
         summary = run_bench(map_dir, out, opts)
         for line in describe(summary):
             console.print(line)
@@ -126,7 +139,7 @@ def bench(
 
 
 def curate(
-    embeddings: Path = typer.Argument(..., help="Well-level embeddings (Parquet file or folder)."),
+    embeddings: Path = typer.Argument(..., help="Well-level embeddings: an embed block folder or any profile table (Parquet, CSV/TSV, .h5ad, zarr)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for kept_wells.csv, consistency.csv, report."),
     alpha: float = typer.Option(0.05, help="Significance level (Benjamini-Hochberg FDR over perturbations)."),
     control_share: float = typer.Option(0.1, help="Controls kept as at most this share of the kept wells."),

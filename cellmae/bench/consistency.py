@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cellmae.bench.inputs import Profiles, perturbation_keys
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 
 NULL_FROM = ("other", "controls")
@@ -94,7 +94,7 @@ def replicate_consistency(
     control = meta[IS_CONTROL].to_numpy(bool)
     pool = np.flatnonzero(control if null_from == "controls" else ~control)
     treat = np.flatnonzero(~control)
-    keys = perturbation_keys(meta).to_numpy()[treat]
+    keys = perturbation_key(meta).to_numpy()[treat]
     # Wells sorted by key: every perturbation's replicates are one contiguous run, so set sums are
     # one np.add.reduceat over all perturbations at once.
     order = np.argsort(keys, kind="stable")
@@ -222,7 +222,7 @@ def replicate_similarity_test(
         raise ValueError(f"no {batch_column} column in the aligned table (the batch of each well)")
     u = unit_rows(profiles.features)
     batches = meta[batch_column].astype(str).to_numpy()
-    keys = perturbation_keys(meta).to_numpy()
+    keys = perturbation_key(meta).to_numpy()
     control = meta[IS_CONTROL].to_numpy(bool)
     treated = np.flatnonzero(~control)
     qi, qj = _cross_batch_pairs(keys, batches, treated)

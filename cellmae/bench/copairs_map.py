@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cellmae.bench.inputs import Profiles, perturbation_keys
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import IS_CONTROL, PLATE
 
 REFERENCE = "Metadata_ReferenceIndex"
@@ -74,7 +74,7 @@ def activity_map(
     _quiet_copairs()
     meta = profiles.meta
     control = meta[IS_CONTROL].to_numpy(bool)
-    df = pd.DataFrame({KEY: perturbation_keys(meta).to_numpy(), IS_CONTROL: control})
+    df = pd.DataFrame({KEY: perturbation_key(meta).to_numpy(), IS_CONTROL: control})
     keys = df.loc[~control, KEY]
     replicated = keys.map(keys.value_counts()) >= 2
     if not replicated.any():

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from cellmae.bench.consistency import replicate_consistency
-from cellmae.bench.inputs import perturbation_keys, profiles_from_frame
 from cellmae.data import schema
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.embed.aggregate import wells_from_sites
-from cellmae.embed.io import read_embeddings
+from cellmae.embed.io import read_embedding_profiles
 from cellmae.layout import BENCH_CONSISTENCY_FILE as CONSISTENCY_FILE
 from cellmae.layout import CURATION_KEPT_FILE as KEPT_FILE
 from cellmae.layout import CURATION_REPORT_FILE as REPORT_FILE
@@ -43,22 +43,24 @@ class CurationResult:
                 f"(share cap {r['control_share']}); wrote {self.out_dir / KEPT_FILE}")
 
 
-def read_well_embeddings(path: str | Path) -> pd.DataFrame:
-    """Well-level embedding table from a Parquet file or folder; site rows are averaged per well."""
+def read_well_embeddings(path: str | Path) -> Profiles:
+    """Well profiles from an embed block folder or any profile table (Parquet, CSV, h5ad, zarr);
+    site rows are averaged per well."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: embeddings not found")
-    df = read_embeddings(path) if path.is_dir() else pd.read_parquet(path)
-    missing = [c for c in (*schema.WELL_KEYS, schema.PERTURBATION) if c not in df.columns]
+    prof = read_embedding_profiles(path)
+    return _wells(prof, path)
+
+
+def _wells(prof: Profiles, source: str | Path) -> Profiles:
+    missing = [c for c in (*schema.WELL_KEYS, schema.PERTURBATION) if c not in prof.meta.columns]
     if missing:
-        raise schema.SchemaError(f"{path}: missing column(s) {missing} needed to curate wells")
-    feats = schema.feature_columns(df)
-    if not feats:
-        raise schema.SchemaError(f"{path}: no feature_ columns")
-    if df.duplicated(list(schema.WELL_KEYS)).any():  # site-level table: mean per well, as embed does
-        meta, x = wells_from_sites(df[schema.metadata_columns(df)], df[feats].to_numpy(np.float32))
-        df = schema.embeddings_frame(meta, x)
-    return df
+        raise schema.SchemaError(f"{source}: missing column(s) {missing} needed to curate wells")
+    if prof.meta.duplicated(list(schema.WELL_KEYS)).any():  # site-level table: mean per well, as embed does
+        meta, x = wells_from_sites(prof.meta[schema.metadata_columns(prof.meta)], prof.features)
+        return Profiles(meta, x, prof.feature_names, prof.provenance)
+    return prof
 
 
 def curate_wells(
@@ -81,15 +83,17 @@ def curate_wells(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if not 0 <= control_share < 1:
         raise ValueError(f"control_share must be in [0, 1), got {control_share}")
-    df = embeddings if isinstance(embeddings, pd.DataFrame) else read_well_embeddings(embeddings)
-    profiles = profiles_from_frame(df, source=str(embeddings) if not isinstance(embeddings, pd.DataFrame) else "<frame>")
+    if isinstance(embeddings, pd.DataFrame):
+        profiles = Profiles.from_frame(embeddings, source="<frame>")
+    else:
+        profiles = read_well_embeddings(embeddings)
     meta = profiles.meta
     table = replicate_consistency(profiles, n_null=n_null, seed=seed)
     table["q_value"] = false_discovery_control(table["p_value"].to_numpy(), method="bh") if len(table) else []
     table["kept"] = table["q_value"] <= alpha
     significant = set(table.loc[table["kept"], "perturbation_key"])
 
-    keys = perturbation_keys(meta).to_numpy()
+    keys = perturbation_key(meta).to_numpy()
     control = meta[schema.IS_CONTROL].to_numpy(bool)
     keep_treat = ~control & np.isin(keys, list(significant))
     n_treat = int(keep_treat.sum())

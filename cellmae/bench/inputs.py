@@ -9,28 +9,20 @@ a table with ``compound`` and ``target_gene`` columns (the simulator's ``truth/c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cellmae import layout
-from cellmae.data.schema import (
-    CONCENTRATION,
-    EXPERIMENT,
-    IS_CONTROL,
-    PERTURBATION,
-    PERTURBATION_TYPE,
-    SchemaError,
-    feature_columns,
-)
-from cellmae.utils.errors import InputError, reading
+from cellmae.data.profiles import COMPOUND, Profiles
+from cellmae.data.schema import EXPERIMENT, PERTURBATION, PERTURBATION_TYPE, SchemaError
+from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import read_manifest
 
 ALIGNED_FILE = layout.MAP_ALIGNED_FILE
 AGGREGATED_FILE = layout.MAP_AGGREGATED_FILE
-COMPOUND = "COMPOUND"
 
 _GENE_COLUMNS = ("gene", "entity", "symbol", PERTURBATION)
 _GROUP_COLUMNS = ("group", "complex", "cluster", "pathway")
@@ -39,56 +31,15 @@ _ACTIVITY_COLUMNS = ("activity_nM", "nM_value", "nm")  # RxRx3-core's truth tabl
 _COMPOUND_COLUMNS = ("compound", "treatment", PERTURBATION)
 
 
-@dataclass(frozen=True)
-class Profiles:
-    """Metadata rows and their float32 feature matrix, aligned by position."""
-
-    meta: pd.DataFrame
-    features: np.ndarray
-
-    def subset(self, mask: np.ndarray) -> Profiles:
-        mask = np.asarray(mask)
-        return Profiles(self.meta.loc[mask].reset_index(drop=True), self.features[mask])
-
-    def __len__(self) -> int:
-        return len(self.meta)
+def profiles_from_frame(df: pd.DataFrame, *, source: str | Path = "<table>",
+                        features: Sequence[str] | str | None = None) -> Profiles:
+    """A table as bench reads it: :meth:`Profiles.from_frame` with finite features required."""
+    return Profiles.from_frame(df, source=source, features=features)
 
 
-def profiles_from_frame(df: pd.DataFrame, *, source: str | Path = "<table>") -> Profiles:
-    """Split an embedding table into metadata and a finite float32 feature matrix."""
-    feats = feature_columns(df)
-    if not feats:
-        raise SchemaError(f"{source}: no feature_ columns; have {list(df.columns)[:10]}...")
-    missing = [c for c in (PERTURBATION,) if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{source}: missing required column(s) {missing}")
-    x = df[feats].to_numpy(dtype=np.float32, copy=True)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise SchemaError(f"{source}: row {row + 1} has non-finite feature values")
-    meta = df[[c for c in df.columns if c not in set(feats)]].reset_index(drop=True)
-    if IS_CONTROL not in meta.columns:
-        meta[IS_CONTROL] = False
-    meta[IS_CONTROL] = meta[IS_CONTROL].astype(bool)
-    if PERTURBATION_TYPE not in meta.columns:
-        meta[PERTURBATION_TYPE] = "UNKNOWN"
-    meta[PERTURBATION] = meta[PERTURBATION].astype(str)
-    return Profiles(meta, x)
-
-
-def read_profiles(path: str | Path) -> Profiles:
-    """Read a Parquet file or a partitioned Parquet directory as :class:`Profiles`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found")
-    with reading(path, "Parquet table", "rewrite it (rerun the stage that made it) or remove it"):
-        df = pd.read_parquet(path)
-    # Partition columns (plate=<id>) come back as categoricals; the rest of bench expects plain values.
-    for c in df.columns:
-        if isinstance(df[c].dtype, pd.CategoricalDtype):
-            df[c] = df[c].astype(str)
-    return profiles_from_frame(df, source=path)
+def read_profiles(path: str | Path, features: Sequence[str] | str | None = None) -> Profiles:
+    """Any profile table (Parquet file or folder, CSV/TSV, h5ad, zarr; by content) as :class:`Profiles`."""
+    return Profiles.read(path, features=features)
 
 
 def check_map_dir(map_dir: str | Path) -> dict:
@@ -102,28 +53,24 @@ def check_map_dir(map_dir: str | Path) -> dict:
 
     map_dir = Path(map_dir)
     manifest = read_manifest(map_dir, MAP_KIND, rerun=f"cellmae map EMBED_BLOCK --out {map_dir}", deep=True)
-    missing = [f for f in (ALIGNED_FILE, AGGREGATED_FILE) if f not in manifest.get("files", {})]
-    if missing:
-        raise InputError(f"{map_dir}: the manifest lists no {missing} (expected the output of `cellmae map`)")
+    listed = set(manifest.get("files", {}))
+    if not any(set(pair) <= listed for pair in layout.MAP_TABLE_FILES.values()):
+        raise InputError(f"{map_dir}: the manifest lists no {list(layout.MAP_TABLE_FILES['parquet'])} (expected the "
+                         "output of `cellmae map`)")
     return manifest
 
 
-def read_map_dir(map_dir: str | Path) -> tuple[Profiles, Profiles]:
+def read_map_dir(map_dir: str | Path, features: Sequence[str] | str | None = None) -> tuple[Profiles, Profiles]:
     """(aligned wells, aggregated perturbations) from a complete ``cellmae map`` output directory."""
     map_dir = Path(map_dir)
     check_map_dir(map_dir)
-    return read_profiles(map_dir / ALIGNED_FILE), read_profiles(map_dir / AGGREGATED_FILE)
+    aligned, aggregated = layout.map_table_files(map_dir)
+    return read_profiles(aligned, features), read_profiles(aggregated, features)
 
 
-def perturbation_keys(meta: pd.DataFrame) -> pd.Series:
-    """One string key per row: the perturbation, plus ``@concentration`` for compounds with a dose."""
-    key = meta[PERTURBATION].astype(str)
-    if CONCENTRATION in meta.columns:
-        conc = pd.to_numeric(meta[CONCENTRATION], errors="coerce")
-        has = conc.notna().to_numpy()
-        if has.any():
-            key = key.where(~has, key + "@" + conc.map(lambda v: f"{v:g}"))
-    return key.rename("perturbation_key")
+def is_map_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds one map's tables (rather than block folders or a user's own table)."""
+    return Path(path).is_dir() and layout.map_table_files(path) is not None
 
 
 def is_compound(meta: pd.DataFrame) -> np.ndarray:

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellmae.bench.inputs import ALIGNED_FILE, Profiles, perturbation_keys, read_profiles
+from cellmae.bench.inputs import ALIGNED_FILE, read_profiles
+from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import EXPERIMENT, IS_CONTROL, PERTURBATION, PLATE
+from cellmae.layout import map_aligned_file
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 TASKS = ("perturbation", "group")
@@ -48,7 +50,7 @@ def block_dirs(map_model_dir: str | Path) -> dict[int, Path]:
     found = {}
     for d in sorted(root.iterdir()):
         m = _BLOCK_RE.match(d.name)
-        if m and (d / ALIGNED_FILE).is_file():
+        if m and map_aligned_file(d) is not None:
             found[int(m.group(1))] = d
     if not found:
         raise FileNotFoundError(f"{root}: no block{{NN}}/{ALIGNED_FILE} subfolders (expected `cellmae map` outputs per block)")
@@ -113,7 +115,7 @@ def perturbation_probe(profiles: Profiles, *, fold_column: str = PLATE, exclude:
     if fold_column not in meta.columns:
         raise ValueError(f"probe folds: no {fold_column} column in the aligned table; choose another fold column")
     treat = _probed(meta, exclude)
-    labels = perturbation_keys(meta)[treat].reset_index(drop=True)
+    labels = perturbation_key(meta)[treat].reset_index(drop=True)
     folds = meta[fold_column].astype(str)
     if fold_column == PLATE and EXPERIMENT in meta.columns:  # plate names repeat across experiments (RxRx)
         folds = meta[EXPERIMENT].astype(str) + "/" + folds
@@ -197,7 +199,7 @@ def probe_blocks(map_model_dir: str | Path, groups: pd.DataFrame | None = None, 
     else:
         items = dirs.items()
     for block, d in items:
-        for r in probe_block(read_profiles(d / ALIGNED_FILE), groups, fold_column=fold_column, exclude=exclude,
+        for r in probe_block(read_profiles(map_aligned_file(d)), groups, fold_column=fold_column, exclude=exclude,
                              **kwargs):
             rows.append({"block": block, **r})
     table = pd.DataFrame(rows, columns=PROBE_COLUMNS)

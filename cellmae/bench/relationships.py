@@ -1,8 +1,13 @@
 """Known gene-gene relationship databases (CORUM, HuMAP, Reactome, SIGNOR, StringDB, ...).
 
-Files are CSV with header ``entity1,entity2`` (DESIGN.md, "Data contracts"). They are read the
-way EFAAR_benchmarking reads them (``pandas.read_csv`` defaults, then ``str()`` of every value),
-so that pair counts agree exactly with the public reference.
+Files are CSV with header ``entity1,entity2`` (DESIGN.md, "Data contracts"), plain or gzipped.
+They are read the way EFAAR_benchmarking reads them (``pandas.read_csv`` defaults, then ``str()``
+of every value), so that pair counts agree exactly with the public reference.
+
+``builtin`` names the sets shipped in ``cellmae/data/relationships`` (HuMAP and StringDB, CC BY
+4.0; Reactome, CC0; see ATTRIBUTION.txt there): the public map-benchmarking pair files, each pair
+sorted, self pairs and duplicates dropped (what :func:`normalize_pairs` does anyway), gzipped.
+CORUM and SIGNOR are licensed for non-commercial use only and are not shipped (docs/bench.md).
 """
 
 from __future__ import annotations
@@ -14,7 +19,51 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_SOURCES: tuple[str, ...] = ("CORUM", "HuMAP", "Reactome", "SIGNOR", "StringDB")
-_SUFFIXES: tuple[str, ...] = (".txt", ".csv")
+BUILTIN = "builtin"
+BUILTIN_SOURCES: tuple[str, ...] = ("HuMAP", "Reactome", "StringDB")  # CC BY 4.0 / CC0: may ship
+_SUFFIXES: tuple[str, ...] = (".txt", ".csv", ".csv.gz")
+
+
+def builtin_dir() -> Path:
+    """The folder of the shipped relationship sets (inside the installed package)."""
+    from importlib import resources
+
+    return Path(str(resources.files("cellmae.data") / "relationships"))
+
+
+def resolve_sources(items: Iterable[str | Path]) -> list[Path]:
+    """``--relationships`` values as paths: ``builtin`` becomes the shipped sets' files."""
+    out: list[Path] = []
+    for item in items:
+        if str(item) == BUILTIN:
+            out += [builtin_dir() / f"{n}.csv.gz" for n in BUILTIN_SOURCES]
+        else:
+            out.append(Path(item))
+    return out
+
+
+def _stem(path: Path) -> str:
+    """``HuMAP.csv.gz`` -> ``HuMAP``; ``CORUM.txt`` -> ``CORUM``."""
+    name = path.name
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def bundle(source_dir: str | Path, out_dir: str | Path, names: Sequence[str] = BUILTIN_SOURCES) -> dict[str, int]:
+    """Write the shipped sets from the public pair files (a maintainer step): normalised, sorted,
+    gzipped without a timestamp so the bytes are reproducible. Returns {name: pairs}."""
+    import gzip
+
+    out_dir = Path(out_dir)
+    counts = {}
+    for name, path in _files_in_directory(Path(source_dir), list(names)).items():
+        pairs = normalize_pairs(_read_relationship_file(path)).sort_values(["entity1", "entity2"])
+        with open(out_dir / f"{name}.csv.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            fh.write(pairs.to_csv(index=False).encode())
+        counts[name] = len(pairs)
+    return counts
 
 
 def _read_relationship_file(path: Path) -> pd.DataFrame:
@@ -34,11 +83,11 @@ def _read_relationship_file(path: Path) -> pd.DataFrame:
 
 def _files_in_directory(directory: Path, names: Sequence[str] | None) -> dict[str, Path]:
     if names is None:
-        candidates = sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        candidates = sorted(p for p in directory.iterdir() if p.name.endswith(_SUFFIXES) and p.is_file())
         found: dict[str, Path] = {}
         for p in candidates:  # .txt wins over .csv of the same stem (sorted order puts .csv first)
-            if p.stem not in found or p.suffix == ".txt":
-                found[p.stem] = p
+            if _stem(p) not in found or p.suffix == ".txt":
+                found[_stem(p)] = p
         known = [n for n in DEFAULT_SOURCES if n in found]
         # Only files that look like relationship tables: the default five if present, else every CSV/TXT.
         chosen = known or sorted(found)
@@ -53,7 +102,7 @@ def _files_in_directory(directory: Path, names: Sequence[str] | None) -> dict[st
                 out[name] = p
                 break
         else:
-            raise FileNotFoundError(f"{directory}: no relationship file {name}.txt or {name}.csv")
+            raise FileNotFoundError(f"{directory}: no relationship file {name}.txt, {name}.csv or {name}.csv.gz")
     return out
 
 
@@ -68,6 +117,8 @@ def load_relationships(
     ``pandas.read_csv`` parsed, as in EFAAR_benchmarking.
     """
     paths: dict[str, Path]
+    if str(source) == BUILTIN or (not isinstance(source, (str, Path)) and any(str(s) == BUILTIN for s in source)):
+        source = resolve_sources([source] if isinstance(source, (str, Path)) else source)
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         paths = _files_in_directory(Path(source), names)
     else:
@@ -80,9 +131,9 @@ def load_relationships(
                 continue
             if not p.is_file():
                 raise FileNotFoundError(f"relationship file not found: {p}")
-            if p.stem in paths:
-                raise ValueError(f"two relationship files share the name {p.stem!r}: {paths[p.stem]} and {p}")
-            paths[p.stem] = p
+            if _stem(p) in paths:
+                raise ValueError(f"two relationship files share the name {_stem(p)!r}: {paths[_stem(p)]} and {p}")
+            paths[_stem(p)] = p
         if names is not None:
             missing = [n for n in names if n not in paths]
             if missing:

@@ -114,7 +114,7 @@ def validate_metadata(df: pd.DataFrame, *, source: str | Path = "<metadata>") ->
     if bad_well.any():
         row = int(np.flatnonzero(bad_well.to_numpy())[0])
         raise SchemaError(f"{source}: row {row + 1}, column {WELL}: {out[WELL].iloc[row]!r} is not a well id like 'B02'")
-    out[IS_CONTROL] = _as_bool(out[IS_CONTROL], source=source)
+    out[IS_CONTROL] = as_bool(out[IS_CONTROL], source=source)
     if SITE in out.columns:
         site = pd.to_numeric(out[SITE], errors="coerce")
         if site.isna().any():
@@ -136,7 +136,9 @@ def validate_metadata(df: pd.DataFrame, *, source: str | Path = "<metadata>") ->
     return out
 
 
-def _as_bool(col: pd.Series, *, source: str | Path) -> pd.Series:
+def as_bool(col: pd.Series, *, source: str | Path) -> pd.Series:
+    """A control-flag column as bools: bool, or true/false, 1/0, yes/no in any case; a row that is
+    none of these raises :class:`SchemaError` naming it."""
     if col.dtype == bool:
         return col
     mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
 from cellmae.data.schema import EXPERIMENT, PLATE, SITE_KEYS
 from cellmae.embed.aggregate import site_metadata, wells_from_sites
 from cellmae.embed.channels import find_dna_channel, parse_channel_list, plan_channels
@@ -335,7 +336,7 @@ def _export_anndata(out_dir: Path, blocks: Sequence[int], feature_names: list[st
     from cellmae.embed.io import write_anndata
 
     for b in blocks:
-        write_anndata(out_dir / block_name(b), out_dir / "anndata" / f"{block_name(b)}.h5ad", feature_names=feature_names)
+        write_anndata(out_dir / block_name(b), out_dir / layout.EMBED_ANNDATA_DIR / f"{block_name(b)}.h5ad", feature_names=feature_names)
 
 
 def embed_screen(screen, model_source, out_dir: str | Path, **options) -> dict[int, Path]:

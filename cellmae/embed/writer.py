@@ -1,12 +1,17 @@
-"""Resumable, atomic Parquet output: ``OUT/<block>/plate=<id>/part-0.parquet`` per plate and block.
+"""Resumable, atomic Parquet output: one ``part-0.parquet`` per plate and block, hive-partitioned.
 
-Layout under ``OUT`` (= ``RUN/embed/<model>``)::
+Layout under ``OUT`` (= ``RUN/embed/<model>``), ``<P>`` = ``Metadata_Experiment=<exp>/Metadata_Plate=<plate>``::
 
-    block06/plate=<id>/part-0.parquet     one row per well (metadata + float32 feature_ columns)
-    sites/block06/plate=<id>/part-0.parquet   one row per site (only with site level on)
-    _progress/plate=<id>.json             written last: which blocks of this plate are complete
+    block06/<P>/part-0.parquet            one row per well (metadata + float32 feature_ columns)
+    sites/block06/<P>/part-0.parquet      one row per site (only with site level on)
+    _progress/<P with / as +>.json        written last: which blocks of this plate are complete
     embed_config.json                     what produced the embeddings (created once; every writer must match)
     manifest.json                         plates, wells, parts and their sizes, once every plate is done
+
+The partition folders are named by their real columns, and the parts do not repeat those two
+columns (the hive convention, as ``DataFrame.to_parquet(partition_cols=...)`` writes): reading a
+block folder with pandas gives exactly the metadata columns back, and
+:func:`cellmae.data.tables.read_parquet_parts` restores them as strings.
 
 A plate is written by exactly one rank, under a fixed part name, so reruns and different world
 sizes overwrite instead of duplicating; the ``_progress`` marker is written after the Parquet
@@ -18,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -28,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from cellmae import layout
+from cellmae.data.tables import PARTITION_COLUMNS, partition_dir
 from cellmae.utils.atomic import atomic_path, write_text_atomic
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, output_lock, write_manifest
@@ -38,7 +43,6 @@ CONFIG_FILE = layout.EMBED_CONFIG_FILE
 FEATURE_NAMES_FILE = layout.FEATURE_NAMES_FILE
 SITES_DIR = layout.EMBED_SITES_DIR
 EMBED_KIND = "embed"  # the manifest kind of a `cellmae embed` output folder
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def block_name(block: int) -> str:
@@ -47,8 +51,9 @@ def block_name(block: int) -> str:
 
 
 def plate_id(experiment: str, plate: str) -> str:
-    """Filesystem-safe id of a plate, unique across experiments (RxRx reuses plate numbers)."""
-    return _SAFE.sub("_", f"{experiment}_{plate}")
+    """Id of a plate, unique across experiments (RxRx reuses plate numbers): its partition path
+    ``Metadata_Experiment=<exp>/Metadata_Plate=<plate>`` under a block folder."""
+    return partition_dir((experiment, plate))
 
 
 class EmbeddingStore:
@@ -65,6 +70,15 @@ class EmbeddingStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if check:
             self._check_config()
+            self._check_layout()
+
+    def _check_layout(self) -> None:
+        # Before the hive layout, parts sat in plate=<id> folders: resuming such a folder would write
+        # every plate again beside the old parts, which no manifest would then describe.
+        old = next((p for pattern in ("*/plate=*", f"{SITES_DIR}/*/plate=*") for p in self.root.glob(pattern)), None)
+        if old is not None:
+            raise InputError(f"{old}: embeddings in the folder layout of an older cellmae (plate=<id>); "
+                             f"write to another folder or pass --overwrite to replace {self.root}")
 
     def _check_config(self) -> None:
         # One settings record per folder, created once: every writer (each rank of a run, a
@@ -92,10 +106,11 @@ class EmbeddingStore:
         return base / block_name(block)
 
     def part_path(self, block: int, pid: str, *, level: str = "well") -> Path:
-        return self.block_dir(block, level=level) / f"plate={pid}" / PART_NAME
+        return self.block_dir(block, level=level) / pid / PART_NAME
 
     def _progress_path(self, pid: str) -> Path:
-        return self.root / PROGRESS_DIR / f"plate={pid}.json"
+        # One flat file per plate: values are URI-quoted, so "+" appears only where "/" was.
+        return self.root / PROGRESS_DIR / f"{pid.replace('/', '+')}.json"
 
     # ---- resume --------------------------------------------------------------------------
     def done_blocks(self, pid: str, *, levels: Iterable[str] = ("well",)) -> set[int]:
@@ -121,6 +136,7 @@ class EmbeddingStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{PART_NAME}.*.tmp"):  # left by a killed run on this plate
             stale.unlink(missing_ok=True)
+        frame = frame.drop(columns=[c for c in PARTITION_COLUMNS if c in frame.columns])  # in the folder name
         with writing(final), atomic_path(final) as tmp:  # a full disk names the part, not a temp file
             frame.to_parquet(tmp, index=False, engine="pyarrow")
         return final

@@ -12,18 +12,20 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from cellmae.data.profiles import COMPOUND, KEY, perturbation_key
 from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 
 AGG_METHODS: tuple[str, ...] = ("mean", "median")
 NUM_WELLS = "Metadata_NumWells"
-COMPOUND = "COMPOUND"
 
 
 def group_table(meta: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """(one row of keys per group, group code per well) for non-control wells.
 
-    Keys: perturbation type, perturbation and, for compounds, concentration (NaN otherwise).
-    Control wells get code -1. Groups are sorted by type, perturbation, concentration.
+    A group is a perturbation type and a :func:`~cellmae.data.profiles.perturbation_key` (the
+    perturbation, x concentration for compounds). Columns: type, perturbation and concentration
+    (compounds; NaN otherwise). Control wells get code -1. Groups are sorted by type,
+    perturbation, concentration (NaN last).
     """
     missing = [c for c in (PERTURBATION, PERTURBATION_TYPE, IS_CONTROL) if c not in meta.columns]
     if missing:
@@ -33,13 +35,18 @@ def group_table(meta: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     if CONCENTRATION in meta.columns:
         conc = pd.to_numeric(meta[CONCENTRATION], errors="coerce").to_numpy(dtype=np.float64)
         keys[CONCENTRATION] = np.where(np.char.upper(ptype.astype(str)) == COMPOUND, conc, np.nan)
+    group_cols = [PERTURBATION_TYPE, KEY]
+    keys[KEY] = perturbation_key(meta).to_numpy()
     control = meta[IS_CONTROL].to_numpy(dtype=bool)
     treated = keys[~control]
-    grouped = treated.groupby(list(keys.columns), sort=True, dropna=False)
+    # One row per group (its first well), in the sorted order the map has always had.
+    order = [c for c in (PERTURBATION_TYPE, PERTURBATION, CONCENTRATION) if c in keys.columns]
+    first = treated.drop_duplicates(group_cols).sort_values(order, kind="stable", na_position="last")
+    table = first.reset_index(drop=True)
     codes = np.full(len(meta), -1, dtype=np.int64)
-    codes[~control] = grouped.ngroup().to_numpy()
-    table = grouped.size().reset_index()[list(keys.columns)]  # same order as the ngroup numbering
-    return table, codes
+    codes[~control] = pd.MultiIndex.from_frame(table[group_cols]).get_indexer(
+        pd.MultiIndex.from_frame(treated[group_cols]))
+    return table.drop(columns=KEY), codes
 
 
 def _mean_by_code(features: np.ndarray, codes: np.ndarray, n_groups: int, counts: np.ndarray) -> np.ndarray:

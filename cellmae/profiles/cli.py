@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
     @app.command("map")
     def map_command(
         embed_dir: Path = typer.Argument(
-            ..., help="Well embeddings: a block folder (plate=<id>/part-*.parquet) or one Parquet file."
+            ..., help="Well profiles: a `cellmae embed` block folder, or any table of wells: Parquet (file or "
+            "folder), CSV/TSV or AnnData (.h5ad, zarr); the format is read from the content."
         ),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: aligned.parquet, aggregated.parquet, map.json."),
         align: str = typer.Option(
@@ -33,6 +34,13 @@ def register(app: typer.Typer) -> None:
         ),
         drop: str = typer.Option("", "--drop", help="Comma-separated perturbation names to leave out of the map."),
         min_replicates: int = typer.Option(1, "--min-replicates", help="Drop perturbations with fewer wells than this."),
+        features: str = typer.Option(
+            "", "--features", help="Feature columns: a comma-separated list or a regular expression "
+            "(e.g. 'Cells_.*|Nuclei_.*'). Default: feature_* columns, else CellProfiler Cells*/Cytoplasm*/Nuclei* "
+            "columns (as pycytominer's infer_cp_features), else an AnnData's X."),
+        output_type: str = typer.Option(
+            "parquet", "--output-type", help="parquet (aligned.parquet, aggregated.parquet) | anndata_h5ad "
+            "(aligned.h5ad, aggregated.h5ad: well ids as obs_names, provenance in uns)."),
         arm_correction: Path = typer.Option(
             None, "--arm-correction", help="Proximity-bias correction: a gene -> chromosome arm table (CSV/TSV with "
             "gene/symbol and chromosome_arm or location columns, e.g. HGNC's complete set); gene profiles are centred "
@@ -45,6 +53,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from cellmae.data.profiles import parse_features
         from cellmae.profiles.pipeline import MapOptions, build_map
 
         comps: int | float | None
@@ -65,6 +74,8 @@ def register(app: typer.Typer) -> None:
             drop_perturbations=tuple(t.strip() for t in drop.split(",") if t.strip()) or None,
             min_replicates=min_replicates,
             arm_correction=str(arm_correction) if arm_correction else None,
+            features=parse_features(features),
+            output_type=output_type,
         )
         try:
             opts.check()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE, feature_columns
+from cellmae.data.profiles import Profiles, perturbation_key
+from cellmae.data.schema import IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 
 
 @dataclass
@@ -30,24 +31,24 @@ class FilterReport:
 
 
 def filter_wells(
-    table: pd.DataFrame,
+    wells: Profiles | pd.DataFrame,
     *,
     keep_types: Iterable[str] | None = None,
     keep_perturbations: Iterable[str] | None = None,
     drop_perturbations: Iterable[str] | None = None,
     min_replicates: int = 1,
     drop_nonfinite: bool = True,
-) -> tuple[pd.DataFrame, FilterReport]:
-    """Filtered copy of a well table (metadata + ``feature_`` columns) and a report.
+) -> tuple[Profiles | pd.DataFrame, FilterReport]:
+    """Filtered copy of a well table (:class:`Profiles`, or a DataFrame with ``feature_`` columns:
+    the same kind comes back) and a report.
 
     ``keep_types``: perturbation types to keep (case-insensitive; controls always kept).
     ``keep_perturbations`` / ``drop_perturbations``: names to keep / drop (controls always kept).
     ``min_replicates``: drop treated perturbations (x concentration) with fewer wells.
     ``drop_nonfinite``: drop wells with a NaN/inf feature; if False such wells raise ValueError.
     """
-    feats = feature_columns(table)
-    if not feats:
-        raise ValueError(f"well table has no feature_ columns; columns are {list(table.columns)[:12]}")
+    prof = wells if isinstance(wells, Profiles) else Profiles.from_frame(wells, finite=False)
+    table = prof.meta
     report = FilterReport(n_in=len(table))
     keep = np.ones(len(table), dtype=bool)
     control = table[IS_CONTROL].to_numpy(dtype=bool)
@@ -56,7 +57,7 @@ def filter_wells(
         report.dropped[name] = int(np.count_nonzero(keep & ~mask))
         keep[:] &= mask
 
-    finite = np.isfinite(table[feats].to_numpy(dtype=np.float32)).all(axis=1)
+    finite = np.isfinite(prof.features).all(axis=1)
     if not finite.all() and not drop_nonfinite:
         row = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"well row {row + 1} has NaN or infinite features (use drop_nonfinite to skip such wells)")
@@ -70,12 +71,10 @@ def filter_wells(
     if drop_perturbations is not None:
         apply("dropped_by_name", control | ~names.isin(set(map(str, drop_perturbations))).to_numpy())
     if min_replicates > 1:
-        key = names
-        if CONCENTRATION in table.columns:
-            key = key + "@" + pd.to_numeric(table[CONCENTRATION], errors="coerce").astype(str)
+        key = perturbation_key(table)
         counts = key[keep].value_counts()
         enough = key.map(counts).fillna(0).to_numpy() >= min_replicates
         apply("too_few_replicates", control | enough)
-    out = table.loc[keep].reset_index(drop=True)
+    out = prof.subset(keep)
     report.n_out = len(out)
-    return out, report
+    return (out if isinstance(wells, Profiles) else out.to_frame()), report

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellmae import layout
+from cellmae.data.profiles import OUTPUT_TYPES, Profiles
 from cellmae.data.schema import (
     EXPERIMENT,
     IS_CONTROL,
@@ -17,19 +19,11 @@ from cellmae.data.schema import (
     PERTURBATION_TYPE,
     SchemaError,
     feature_column,
-    feature_columns,
 )
 from cellmae.profiles.aggregate import AGG_METHODS, aggregate
 from cellmae.profiles.align import ALIGN_METHODS, DEFAULT_ALIGN, align
 from cellmae.profiles.filtering import filter_wells
-from cellmae.profiles.io import (
-    AGGREGATED_FILE,
-    ALIGNED_FILE,
-    MAP_KIND,
-    SUMMARY_FILE,
-    read_well_embeddings,
-    write_table,
-)
+from cellmae.profiles.io import MAP_KIND, SUMMARY_FILE, read_well_embeddings
 from cellmae.utils.atomic import write_text_atomic
 from cellmae.utils.errors import InputError, writing
 from cellmae.utils.manifest import MANIFEST_FILE, committed_dir, sha256_file
@@ -48,12 +42,16 @@ class MapOptions:
     min_replicates: int = 1
     drop_nonfinite: bool = True
     arm_correction: str | None = None  # gene -> chromosome arm table: centre gene profiles per arm
+    features: tuple[str, ...] | str | None = None  # input feature columns (list or regex); None: inferred
+    output_type: str = "parquet"  # or anndata_h5ad: aligned.h5ad + aggregated.h5ad
 
     def check(self) -> None:
         if self.align not in ALIGN_METHODS:
             raise ValueError(f"--align {self.align!r}: choose one of {list(ALIGN_METHODS)}")
         if self.agg not in AGG_METHODS:
             raise ValueError(f"--agg {self.agg!r}: choose one of {list(AGG_METHODS)}")
+        if self.output_type not in OUTPUT_TYPES:
+            raise ValueError(f"--output-type {self.output_type!r}: choose one of {list(OUTPUT_TYPES)}")
         if self.min_replicates < 1:
             raise ValueError(f"--min-replicates must be >= 1, got {self.min_replicates}")
         if self.arm_correction and not Path(self.arm_correction).is_file():
@@ -61,23 +59,24 @@ class MapOptions:
                              "table (CSV/TSV)")
 
 
-def check_not_constant(wells: pd.DataFrame, source: str | Path = "the embeddings") -> None:
+def check_not_constant(wells: Profiles, source: str | Path = "the embeddings") -> None:
     """Refuse features that do not vary across wells: alignment would turn them into zeros or fail."""
-    feats = feature_columns(wells)
-    x = wells[feats].to_numpy(dtype=np.float64)
+    x = wells.features.astype(np.float64)
     finite = np.isfinite(x).all(axis=1)
-    if len(feats) and finite.sum() > 1 and np.all(np.ptp(x[finite], axis=0) == 0):
-        raise InputError(f"{source}: all {len(feats)} feature columns are constant over {int(finite.sum())} wells, "
+    if x.shape[1] and finite.sum() > 1 and np.all(np.ptp(x[finite], axis=0) == 0):
+        raise InputError(f"{source}: all {x.shape[1]} feature columns are constant over {int(finite.sum())} wells, "
                          "so they hold no signal to map; check the model and the `cellmae embed` run that made them")
 
 
-def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "the embeddings",
+def map_tables(wells: Profiles | pd.DataFrame, opts: MapOptions, *, source: str | Path = "the embeddings",
                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(aligned wells, aggregated profiles, summary) from a well table, in memory."""
+    """(aligned wells, aggregated profiles, summary) from well profiles (or a well table), in memory."""
     opts.check()
+    if not isinstance(wells, Profiles):
+        wells = Profiles.from_frame(wells, source=source, features=opts.features, wells=True, finite=False)
     check_not_constant(wells, source)
-    if opts.batch_col not in wells.columns:
-        raise SchemaError(f"batch column {opts.batch_col!r} not in the embeddings; have {list(wells.columns)[:12]}")
+    if opts.batch_col not in wells.meta.columns:
+        raise SchemaError(f"batch column {opts.batch_col!r} not in the embeddings; have {list(wells.meta.columns)[:12]}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     wells, report = filter_wells(
@@ -87,12 +86,11 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "t
         min_replicates=opts.min_replicates,
         drop_nonfinite=opts.drop_nonfinite,
     )
-    if wells.empty:
+    if not len(wells):
         raise ValueError(f"no wells left after filtering: {report.as_dict()}")
     timings["filter_s"] = time.perf_counter() - t0
-    feats = feature_columns(wells)
-    meta = wells.drop(columns=feats)
-    x = wells[feats].to_numpy(dtype=np.float32)
+    meta = wells.meta
+    x = wells.features
     t0 = time.perf_counter()
     aligned = align(
         x,
@@ -124,7 +122,8 @@ def map_tables(wells: pd.DataFrame, opts: MapOptions, *, source: str | Path = "t
         "wells": len(aligned_table),
         "control_wells": int(meta[IS_CONTROL].sum()),
         "batches": int(meta[opts.batch_col].nunique()),
-        "input_dim": len(feats),
+        "input_dim": len(wells.feature_names),
+        "input_features": list(wells.feature_names[:5]) + (["..."] if len(wells.feature_names) > 5 else []),
         "output_dim": aligned.shape[1],
         "profiles": len(aggregated_table),
         "arm_correction": arm_report,
@@ -143,14 +142,18 @@ def build_map(embed_dir: str | Path, out_dir: str | Path, opts: MapOptions | Non
     opts.check()
     embed_dir, out_dir = Path(embed_dir), Path(out_dir)
     embed_manifest = check_complete_block(embed_dir)  # None: the user's own embeddings
-    wells = read_well_embeddings(embed_dir)
+    wells = read_well_embeddings(embed_dir, features=opts.features)
     aligned, aggregated, summary = map_tables(wells, opts, source=embed_dir)
     summary["input"] = str(embed_dir)
+    summary["provenance"] = wells.provenance
     inputs = {"embeddings": str(embed_dir),
               "embed_manifest_sha256": embed_manifest_digest(embed_dir) if embed_manifest else None}
+    names = layout.MAP_TABLE_FILES[opts.output_type]
+    provenance = {**wells.provenance, "map": json.dumps(asdict(opts), default=str)}
     with writing(out_dir), committed_dir(out_dir, MAP_KIND, settings=asdict(opts), inputs=inputs) as tmp:
-        write_table(aligned, tmp / ALIGNED_FILE)
-        write_table(aggregated, tmp / AGGREGATED_FILE)
+        for table, name in zip((aligned, aggregated), names, strict=True):
+            Profiles.from_frame(table, source=name, finite=False, provenance=provenance).write(
+                tmp / name, opts.output_type)
         write_text_atomic(tmp / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

@@ -121,7 +121,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
-    """A Parquet file or partitioned folder (``plate=<id>/part-*.parquet``), or None if absent."""
+    """A Parquet file or partitioned folder (an embed block's hive partitions), or None if absent."""
     if not path.exists() or (path.is_dir() and not any(path.rglob("*.parquet"))):
         return None
     try:

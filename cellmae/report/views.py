@@ -140,9 +140,10 @@ def group_labels(meta: pd.DataFrame, truth_genes: pd.DataFrame | None) -> np.nda
     is_ctrl = meta[schema.IS_CONTROL].astype(bool).to_numpy() if schema.IS_CONTROL in meta else np.zeros(len(meta), bool)
     if truth_genes is not None and {"gene", "group"} <= set(truth_genes.columns):
         lookup = dict(zip(truth_genes["gene"].astype(str), truth_genes["group"].astype(str), strict=True))
-        labels = meta[schema.PERTURBATION].astype(str).map(lambda g: lookup.get(g, "other")).to_numpy(object)
+        labels = meta[schema.PERTURBATION].astype(str).map(lambda g: lookup.get(g, "other")).to_numpy(object, copy=True)
     elif schema.PERTURBATION_TYPE in meta:
-        labels = meta[schema.PERTURBATION_TYPE].astype(str).to_numpy(object)
+        # copy=True: written below, and pandas' copy-on-write (default in pandas 3) hands out read-only views
+        labels = meta[schema.PERTURBATION_TYPE].astype(str).to_numpy(object, copy=True)
     else:
         labels = np.full(len(meta), "well", dtype=object)
     if schema.PERTURBATION_TYPE in meta:  # compounds are not genes: name them as such, not "other"
@@ -187,7 +188,7 @@ def best_group_block(agg: pd.DataFrame, truth_genes: pd.DataFrame | None, *, n_g
     lookup = dict(zip(truth_genes["gene"].astype(str), truth_genes["group"].astype(str), strict=True))
     genes = agg[schema.PERTURBATION].astype(str)
     grp = genes.map(lookup)
-    keep = grp.notna().to_numpy()
+    keep = grp.notna().to_numpy(copy=True)  # updated in place below (copy-on-write gives read-only views)
     if "has_phenotype" in truth_genes.columns:  # genes without a phenotype form no complex in the truth
         active = set(truth_genes.loc[truth_genes["has_phenotype"].astype(bool), "gene"].astype(str))
         keep &= genes.isin(active).to_numpy()

@@ -82,10 +82,10 @@ def test_max_replicates_caps_the_tested_set(aligned_wells, synth):
 def _reference_pairs(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """Cosine of every pair of the given wells with the same perturbation (x concentration) in different
     experiments, by explicit loops (the definition)."""
-    from cellmae.bench.inputs import perturbation_keys
+    from cellmae.data.profiles import perturbation_key
 
     x = frame[[c for c in frame.columns if c.startswith("feature_")]].to_numpy(np.float64)
-    keys = perturbation_keys(frame).to_numpy()
+    keys = perturbation_key(frame).to_numpy()
     exp = frame["Metadata_Experiment"].to_numpy()
     out = []
     for a_pos, a in enumerate(rows):

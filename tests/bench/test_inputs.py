@@ -4,12 +4,12 @@ import pytest
 
 from cellmae.bench.inputs import (
     find_group_file,
-    perturbation_keys,
     profiles_from_frame,
     read_compound_targets,
     read_groups,
     read_map_dir,
 )
+from cellmae.data.profiles import perturbation_key
 from cellmae.data.schema import SchemaError
 from cellmae.utils.errors import InputError
 
@@ -48,12 +48,12 @@ def test_read_compound_targets_splits_multi_targets(tmp_path):
 
 def test_profiles_validation_and_keys(tmp_path):
     df = pd.DataFrame({"Metadata_Perturbation": ["A", "B"], "Metadata_Concentration": [np.nan, 0.5],
-                       "feature_0000": [1.0, np.nan]})
+                       "Metadata_PerturbationType": ["CRISPR", "COMPOUND"], "feature_0000": [1.0, np.nan]})
     with pytest.raises(SchemaError, match="row 2"):
         profiles_from_frame(df)
     df["feature_0000"] = [1.0, 2.0]
     prof = profiles_from_frame(df)
     assert prof.features.dtype == np.float32 and not prof.meta["Metadata_IsControl"].any()
-    assert list(perturbation_keys(prof.meta)) == ["A", "B@0.5"]
+    assert list(perturbation_key(prof.meta)) == ["A", "B@0.5"]
     with pytest.raises(InputError, match="no manifest.json"):
         read_map_dir(tmp_path)

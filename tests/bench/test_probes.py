@@ -94,12 +94,12 @@ def test_perturbation_probe_is_the_grouped_reference_definition(aligned_wells):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from cellmae.bench.inputs import perturbation_keys
+    from cellmae.data.profiles import perturbation_key
 
     prof = profiles_from_frame(aligned_wells)
     got = perturbation_probe(prof, seed=3)
     treat = ~prof.meta["Metadata_IsControl"].to_numpy(bool)
-    y = perturbation_keys(prof.meta)[treat].to_numpy()
+    y = perturbation_key(prof.meta)[treat].to_numpy()
     plates = prof.meta["Metadata_Plate"].to_numpy()[treat]
     cv = StratifiedGroupKFold(2, shuffle=True, random_state=3)
     for train, test in cv.split(prof.features[treat], y, plates):

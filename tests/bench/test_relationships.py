@@ -52,3 +52,40 @@ def test_normalize_pairs_sorts_dedups_drops_self_and_outsiders() -> None:
     out = normalize_pairs(df, universe=["A", "B", "C"])
     assert out.values.tolist() == [["A", "B"], ["A", "C"]]
     assert normalize_pairs(df).values.tolist() == [["A", "B"], ["A", "C"], ["A", "Z"]]
+
+
+def test_builtin_sets_are_the_public_pairs_normalised(relationships_dir: Path, tmp_path: Path) -> None:
+    from cellmae.bench.relationships import BUILTIN_SOURCES, builtin_dir, bundle
+
+    builtin = load_relationships("builtin")
+    assert sorted(builtin) == sorted(BUILTIN_SOURCES) == ["HuMAP", "Reactome", "StringDB"]
+    public = load_relationships(relationships_dir, names=list(BUILTIN_SOURCES))
+    for name in BUILTIN_SOURCES:  # what recall scores is the same set of pairs
+        ours, theirs = normalize_pairs(builtin[name]), normalize_pairs(public[name])
+        assert set(map(tuple, ours.to_numpy())) == set(map(tuple, theirs.to_numpy())) and len(ours) == len(theirs)
+    # the shipped bytes are reproducible from the public files, and only CC0 / CC BY sets ship
+    counts = bundle(relationships_dir, tmp_path)
+    for name in BUILTIN_SOURCES:
+        assert (tmp_path / f"{name}.csv.gz").read_bytes() == (builtin_dir() / f"{name}.csv.gz").read_bytes()
+    shipped = sorted(p.name for p in builtin_dir().iterdir())
+    assert shipped == ["ATTRIBUTION.txt", "HuMAP.csv.gz", "LICENSE", "Reactome.csv.gz", "StringDB.csv.gz"]
+    attribution = (builtin_dir() / "ATTRIBUTION.txt").read_text()
+    for name, n in counts.items():
+        assert f"{name}.csv.gz ({n:,} pairs)" in attribution
+    assert sum((builtin_dir() / f"{n}.csv.gz").stat().st_size for n in BUILTIN_SOURCES) < 600_000
+
+
+def test_simulator_gene_groups_rebuild_from_the_shipped_sets() -> None:
+    pytest.importorskip("networkx")  # a build-time tool of the simulator's resources
+    from cellmae.bench.relationships import builtin_dir
+    from cellmae.data.simulate.build_resources import gene_groups
+
+    shipped = Path(__file__).parents[2] / "cellmae" / "data" / "simulate" / "resources" / "gene_groups.csv"
+    pd.testing.assert_frame_equal(gene_groups(builtin_dir()), pd.read_csv(shipped))  # one copy of the pairs
+
+
+def test_builtin_mixes_with_other_files(tmp_path: Path) -> None:
+    own = tmp_path / "CORUM.csv"
+    own.write_text("entity1,entity2\nA,B\n")
+    got = load_relationships(["builtin", own])
+    assert sorted(got) == ["CORUM", "HuMAP", "Reactome", "StringDB"] and len(got["CORUM"]) == 1

@@ -85,8 +85,42 @@ def test_unreadable_field_names_its_file_and_rerun_completes(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Exception, match="B03_s1_w2.png"):
         embed_handcrafted(screen, out, num_workers=1, progress=False)  # through a DataLoader worker
-    assert (out / "block00" / "plate=EXP1_1" / "part-0.parquet").exists()  # finished plate kept
-    assert not (out / "block00" / "plate=EXP1_2").exists() or not any((out / "block00" / "plate=EXP1_2").glob("*.parquet"))
+    assert (out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=1" / "part-0.parquet").exists()  # finished plate kept
+    assert not (out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=2").exists() or not any((out / "block00" / "Metadata_Experiment=EXP1" / "Metadata_Plate=2").glob("*.parquet"))
     bad.write_bytes(good_bytes)
     embed_handcrafted(screen, out, num_workers=0, progress=False)
     assert len(read_embeddings(out / "block00")) == 4
+
+
+def test_anndata_export_names_wells_and_records_provenance(rxrx_screen, tmp_path):
+    import anndata as ad
+
+    import cellmae
+    from cellmae.data.profiles import Profiles
+
+    out = tmp_path / "embed" / "handcrafted"
+    embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False, anndata=True)
+    adata = ad.read_h5ad(out / "anndata" / "block00.h5ad")
+    table = read_embeddings(out / "block00")
+    assert list(adata.obs_names) == list(table["Metadata_Experiment"] + "_" + table["Metadata_Plate"] + "_"
+                                         + table["Metadata_Well"])
+    assert adata.uns["block"] == 0 and adata.uns["cellmae_version"] == cellmae.__version__
+    assert json.loads(adata.uns["embed_config"])["source"]["kind"] == "handcrafted"
+    assert list(adata.var["name"]) == json.loads((out / "feature_names.json").read_text())
+    back = Profiles.read(out / "anndata" / "block00.h5ad", wells=True)  # the h5ad reads back as the same wells
+    np.testing.assert_array_equal(back.features, table[feature_columns(table)].to_numpy())
+
+
+def test_an_older_plate_folder_layout_is_named_not_mixed(rxrx_screen, tmp_path):
+    import shutil
+
+    from cellmae.utils.errors import InputError
+
+    out = tmp_path / "embed" / "handcrafted"
+    embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False)
+    plate = next((out / "block00").glob("Metadata_Experiment=*/Metadata_Plate=*"))
+    shutil.move(plate, out / "block00" / "plate=EXP1_1")  # how cellmae < this layout named a plate folder
+    with pytest.raises(InputError, match="older cellmae"):
+        read_embeddings(out / "block00")
+    with pytest.raises(InputError, match="--overwrite"):
+        embed_handcrafted(rxrx_screen, out, num_workers=0, progress=False)

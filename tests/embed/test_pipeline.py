@@ -41,14 +41,20 @@ def test_layout_schema_and_site_level(small_screen, tmp_path):
     assert s.paths == {1: out / "block01", 2: out / "block02"}
     assert s.wells == 8 and s.sites == 16 and s.plates_done == 2 and s.images == 16  # one 64 tile per field
     for block in ("block01", "block02"):
-        parts = sorted((out / block).glob("plate=*/part-*.parquet"))
-        assert [p.parent.name for p in parts] == ["plate=EXP1_1", "plate=EXP1_2"]
-        df = pd.read_parquet(parts[0])
+        parts = sorted((out / block).glob("*/*/part-*.parquet"))
+        assert [p.parent.relative_to(out / block).as_posix() for p in parts] == [
+            "Metadata_Experiment=EXP1/Metadata_Plate=1", "Metadata_Experiment=EXP1/Metadata_Plate=2"]
+        # pandas reads the hive folder into exactly the metadata columns: no stray partition column
+        df = pd.read_parquet(out / block)
         feats = feature_columns(df)
         assert feats == [f"{FEATURE_PREFIX}{i:04d}" for i in range(192)]
         assert all(df[c].dtype == np.float32 for c in feats)
         assert set(WELL_KEYS) <= set(df.columns) and SITE not in df.columns
-        assert not df.duplicated(list(WELL_KEYS)).any() and len(df) == 4
+        assert [c for c in df.columns if not c.startswith(("Metadata_", FEATURE_PREFIX))] == []
+        ours = read_embeddings(out / block)
+        assert list(ours.columns[:2]) == ["Metadata_Experiment", "Metadata_Plate"] and set(ours.columns) == set(df.columns)
+        assert sorted(set(ours[PLATE])) == ["1", "2"]  # the partition value, as a string like every id
+        assert not df.duplicated(list(WELL_KEYS)).any() and len(df) == 8  # both plates
     # pandas reads the whole block folder as one dataset (the documented contract)
     assert len(pd.read_parquet(out / "block02")) == 8
     sites = read_embeddings(out / "sites" / "block02")
@@ -157,13 +163,13 @@ def test_block_auto_reads_best_block_json(tmp_path, small_screen, camae4):
 def test_resume_adds_blocks_and_rejects_other_settings(tmp_path, small_screen, camae4):
     out = tmp_path / "out"
     run_embedding(small_screen, camae4, out, blocks=[1], **FAST)
-    part = out / "block01" / "plate=EXP1_1" / "part-0.parquet"
+    part = out / "block01" / "Metadata_Experiment=EXP1" / "Metadata_Plate=1" / "part-0.parquet"
     stamp = part.stat().st_mtime_ns
     again = run_embedding(small_screen, camae4, out, blocks=[1], **FAST)
     assert again.plates_skipped == 2 and again.plates_done == 0 and again.images == 0
     more = run_embedding(small_screen, camae4, out, blocks=[1, 2], **FAST)
     assert more.plates_done == 2 and part.stat().st_mtime_ns == stamp  # block 1 was not rewritten
-    assert (out / "block02" / "plate=EXP1_2" / "part-0.parquet").exists()
+    assert (out / "block02" / "Metadata_Experiment=EXP1" / "Metadata_Plate=2" / "part-0.parquet").exists()
     assert set(json.loads((out / "manifest.json").read_text())["blocks"]) == {"block01", "block02"}
     only2 = run_embedding(small_screen, camae4, out, blocks=[2], **FAST)
     assert only2.plates_skipped == 2 and set(json.loads((out / "manifest.json").read_text())["blocks"]) == {"block01", "block02"}

@@ -79,11 +79,11 @@ def test_map_refuses_blocks_that_do_not_match_the_embed_manifest(tmp_path, refer
     shutil.copytree(reference, out)
     res = CliRunner().invoke(app, ["map", str(out), "--out", str(tmp_path / "map")])
     assert res.exit_code == 2 and str(out / "block00") in res.stderr  # the root: name the block to pass
-    plate = next((out / "block00").glob("plate=*"))
-    shutil.copytree(plate, out / "block00" / "plate=OTHER_9")  # a plate from another screen's run
+    plate = next((out / "block00").glob("Metadata_Experiment=*/Metadata_Plate=*"))
+    shutil.copytree(plate, plate.parent / "Metadata_Plate=OTHER_9")  # a plate from another screen's run
     res = CliRunner().invoke(app, ["map", str(out / "block00"), "--out", str(tmp_path / "map")])
     assert res.exit_code == 2 and "OTHER_9" in res.stderr and str(out / "block00") in res.stderr
-    shutil.rmtree(out / "block00" / "plate=OTHER_9")
+    shutil.rmtree(plate.parent / "Metadata_Plate=OTHER_9")
     shutil.copytree(out / "block00", out / "block03")  # a block the manifest does not list
     res = CliRunner().invoke(app, ["map", str(out / "block03"), "--out", str(tmp_path / "map")])
     assert res.exit_code == 2 and "block03" in res.stderr

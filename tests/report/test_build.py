@@ -167,3 +167,11 @@ def test_cli_writes_report_and_fails_cleanly(fake_run: Path, tmp_path: Path) -> 
     res = runner.invoke(app, ["report", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "does not exist" in res.output
     assert not list((tmp_path / "x").glob(".*tmp"))  # atomic write left no temporary behind
+
+
+def test_report_builds_under_pandas_copy_on_write(fake_run: Path) -> None:
+    # pandas 3 makes copy-on-write the default (and importing pycytominer turns it on today): views
+    # handed out by to_numpy() are then read-only, so the report must copy what it writes to.
+    with pd.option_context("mode.copy_on_write", True):
+        html = report_html(fake_run)
+    assert html == report_html(fake_run)

@@ -1,10 +1,10 @@
 """Regenerate the bundled gene groups (resources/gene_groups.csv) from public relationship files.
 
-Run once by a maintainer, not at simulation time:
-``python -m cellmae.data.simulate.build_resources ../shared/data/relationships``.
+Run once by a maintainer, not at simulation time: ``python -m cellmae.data.simulate.build_resources``
+reads the relationship sets shipped in cellmae/data/relationships (or a folder given as argument).
 
 Only CC-BY 4.0 (HuMAP) and CC0 (Reactome) pairs are used so that the result may ship in the
-package (see resources/ATTRIBUTION.md). HuMAP pairs are co-complex memberships, so the graph is
+package (see resources/ATTRIBUTION.txt). HuMAP pairs are co-complex memberships, so the graph is
 close to a union of cliques: greedily taking the largest disjoint maximal cliques recovers
 complexes; Reactome cliques then add pathway modules for genes not yet placed. Groups are disjoint
 so that every simulated gene has exactly one phenotype direction.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 # (name, file, most groups taken): a bounded bundle (~100 KB) with complexes and pathway modules
-SOURCES = (("HuMAP", "HuMAP.txt", 750), ("Reactome", "Reactome.txt", 250))
+SOURCES = (("HuMAP", "HuMAP.csv.gz", 750), ("Reactome", "Reactome.csv.gz", 250))
 MIN_SIZE, MAX_SIZE = 3, 8
 
 
@@ -52,7 +52,7 @@ def gene_groups(rel_dir: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    rel = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/relationships")
+    rel = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "relationships"
     out = Path(__file__).parent / "resources" / "gene_groups.csv"
     table = gene_groups(rel)
     table.to_csv(out, index=False)
