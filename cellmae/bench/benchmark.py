@@ -128,6 +128,13 @@ def _recall(aggregated: Profiles, opts: BenchOptions) -> pd.DataFrame:
 
     rels = load_relationships(opts.relationships, names=opts.relationship_names)
     genes = gene_profiles(aggregated, opts.gene_types)
+    types = genes.meta.groupby(genes.meta[PERTURBATION].astype(str))[PERTURBATION_TYPE].agg(lambda t: sorted(set(map(str, t))))
+    mixed = types[types.map(len) > 1]
+    if len(mixed):  # e.g. JUMP: one gene knocked out (CRISPR) and overexpressed (ORF) in one map
+        gene, kinds = mixed.index[0], mixed.iloc[0]
+        raise InputError(f"{len(mixed)} gene(s) are profiled under several perturbation types (e.g. {gene}: "
+                         f"{', '.join(kinds)}); recall compares one profile per gene: benchmark one modality "
+                         f"at a time with --gene-types {kinds[0]} (or map it alone with --types {kinds[0]})")
     return known_relationship_recall(genes.features, genes.meta[PERTURBATION].tolist(), rels, opts.thresholds)
 
 

@@ -26,65 +26,77 @@ def parse_channels(spec: str | None) -> dict[str, str] | list[str] | None:
     return items
 
 
-def _screen_options(
-    pattern,
-    channels,
-    experiment,
-    plate,
-    metadata_csv,
-    perturbation_csv,
-    low_pct,
-    high_pct,
-    rescale_uint8,
-    layout,
+def screen_spec(
+    layout: str = "auto",
+    channels: str | None = None,
+    pattern: str | None = None,
+    experiment: str | None = None,
+    plate: str | None = None,
+    metadata_csv: str | None = None,
+    perturbation_csv: list[str] | None = None,
+    illum: bool | None = None,
+    low_pct: float | None = None,
+    high_pct: float | None = None,
+    rescale_uint8: bool | None = None,
+    storage_option: list[str] | None = None,
+    base=None,
 ):
-    opts: dict = {"low_pct": low_pct, "high_pct": high_pct, "rescale_uint8": rescale_uint8}
-    chans = parse_channels(channels)
-    if chans is not None:
-        opts["channels"] = chans
-    for key, val, layouts in (
-        ("pattern", pattern, ("generic",)),
-        ("experiment", experiment, ("generic",)),
-        ("plate", plate, ("generic",)),
-        ("metadata_csv", metadata_csv, ("generic", "rxrx")),
-        ("perturbation_csv", perturbation_csv, ("cellpainting",)),
-    ):
-        if val is not None:
-            if layout not in (*layouts, "auto"):
-                raise typer.BadParameter(
-                    f"only for layout(s) {layouts}, not {layout!r}", param_hint=f"--{key.replace('_', '-')}"
-                )
-            opts[key] = val
-    return opts
+    """The ScreenSpec of the shared reader options (``shards build``/``inspect``, ``embed``): ``base``
+    (a recorded spec) with every option given on the command line applied over it."""
+    from cellmae.data.readers.storage import parse_storage_options
+    from cellmae.data.spec import ScreenSpec
+
+    return (base or ScreenSpec()).updated(
+        layout=None if layout == "auto" else layout, channels=parse_channels(channels), pattern=pattern,
+        experiment=experiment, plate=plate, metadata_csv=metadata_csv, perturbation_csv=perturbation_csv or None,
+        illum=illum, low_pct=low_pct, high_pct=high_pct, rescale_uint8=rescale_uint8,
+        storage_options=parse_storage_options(storage_option) or None,
+    )
 
 
-_LAYOUT = typer.Option("auto", "--layout", help="auto | rxrx | cellpainting | generic.")
-_PATTERN = typer.Option(None, help="Generic one-file-per-channel pattern, e.g. '{field}_{channel}.TIF'.")
-_CHANNELS = typer.Option(
+# The reader options, shared by `shards build`, `shards inspect` and `embed` (one set, one meaning).
+LAYOUT_OPT = typer.Option("auto", "--layout", help="auto | rxrx | rxrx3-core | cellpainting | generic.")
+PATTERN_OPT = typer.Option(None, help="Generic one-file-per-channel pattern, e.g. '{field}_{channel}.TIF'.")
+CHANNELS_OPT = typer.Option(
     None, help="Channel names 'DNA,ER,...' or, with --pattern, token map 'D=DNA,F=FITC,R=Rhodamine'."
 )
-_EXPERIMENT = typer.Option(None, help="Generic layout: Metadata_Experiment (default: folder name).")
-_PLATE = typer.Option(None, help="Generic layout: Metadata_Plate (default: 1).")
-_METADATA_CSV = typer.Option(
-    None, "--metadata-csv", help="Generic: CSV with Metadata_Field + schema columns; RxRx: the metadata CSV."
+EXPERIMENT_OPT = typer.Option(None, help="Generic layout: Metadata_Experiment (default: folder name).")
+PLATE_OPT = typer.Option(None, help="Generic layout: Metadata_Plate (default: 1).")
+METADATA_CSV_OPT = typer.Option(
+    None, "--metadata-csv",
+    help="Generic: CSV with Metadata_Field + schema columns; RxRx / RxRx3-core: the metadata CSV (path or URL).",
 )
-_PERT_CSV = typer.Option(
-    None, "--perturbation-csv", help="Cell Painting: platemap CSV joined on Metadata_Plate/Metadata_Well."
+PERT_CSV_OPT = typer.Option(
+    None, "--perturbation-csv",
+    help="Cell Painting: platemap or JUMP table (well.csv.gz, plate.csv.gz, crispr/orf/compound.csv.gz, "
+    "perturbation_control.csv), path or URL; repeat for several.",
 )
-_LOW = typer.Option(
-    0.1, "--low-pct", help="Lower percentile mapped to 0 when scaling 16-bit/float images to 8 bit."
+ILLUM_OPT = typer.Option(
+    None, "--illum/--no-illum",
+    help="Cell Painting: divide by the FileName_Illum*/PathName_Illum* functions (default: when the CSV has them).",
 )
-_HIGH = typer.Option(99.9, "--high-pct", help="Upper percentile mapped to 255 when scaling to 8 bit.")
-_RESCALE8 = typer.Option(
-    False, "--rescale-uint8", help="Also percentile-scale images that are already 8-bit."
+LOW_OPT = typer.Option(
+    None, "--low-pct", help="Lower percentile mapped to 0 when scaling 16-bit/float images to 8 bit (default 0.1)."
 )
+HIGH_OPT = typer.Option(None, "--high-pct", help="Upper percentile mapped to 255 when scaling to 8 bit (default 99.9).")
+RESCALE8_OPT = typer.Option(
+    None, "--rescale-uint8/--no-rescale-uint8", help="Also percentile-scale images that are already 8-bit."
+)
+STORAGE_OPT = typer.Option(
+    None, "--storage-option",
+    help="fsspec option KEY=VALUE for s3:// gs:// https:// (repeatable): endpoint_url=..., anon=false, key=..., "
+    "secret=...; s3 is anonymous by default. Credentials are never recorded.",
+)
+CACHE_DIR_OPT = typer.Option(None, "--cache-dir", help="Keep a local copy of remote image files here (fsspec filecache).")
 
 
 @shards_app.command("build")
 def build(
-    screen_path: Path = typer.Argument(..., help="Screen folder or CSV (RxRx metadata.csv / load_data.csv)."),
+    screen_path: str = typer.Argument(
+        ..., help="Screen folder or CSV (RxRx metadata.csv / load_data.csv / RxRx3-core shards); a path or URL."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output shard folder (written atomically)."),
-    layout: str = _LAYOUT,
+    layout: str = LAYOUT_OPT,
     crop_size: int = typer.Option(256, help="Crop side in pixels."),
     crops_per_field: int = typer.Option(
         8, help="Random crops per field (grid mode: max tiles per field, 0 = all)."
@@ -115,37 +127,34 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing shard folder."),
     part_fields: int = typer.Option(1024, help="Fields per resumable part (a rerun keeps finished parts)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished parts of an interrupted build."),
-    pattern: str | None = _PATTERN,
-    channels: str | None = _CHANNELS,
-    experiment: str | None = _EXPERIMENT,
-    plate: str | None = _PLATE,
-    metadata_csv: Path | None = _METADATA_CSV,
-    perturbation_csv: Path | None = _PERT_CSV,
-    low_pct: float = _LOW,
-    high_pct: float = _HIGH,
-    rescale_uint8: bool = _RESCALE8,
+    pattern: str | None = PATTERN_OPT,
+    channels: str | None = CHANNELS_OPT,
+    experiment: str | None = EXPERIMENT_OPT,
+    plate: str | None = PLATE_OPT,
+    metadata_csv: str | None = METADATA_CSV_OPT,
+    perturbation_csv: list[str] | None = PERT_CSV_OPT,
+    illum: bool | None = ILLUM_OPT,
+    low_pct: float | None = LOW_OPT,
+    high_pct: float | None = HIGH_OPT,
+    rescale_uint8: bool | None = RESCALE8_OPT,
+    storage_option: list[str] | None = STORAGE_OPT,
+    cache_dir: Path | None = CACHE_DIR_OPT,
 ) -> None:
-    """Cut crops from every field of a screen and write them, with metadata, as LitData shards."""
+    """Cut crops from every field of a screen and write them, with metadata, as LitData shards.
+
+    The reader options (layout, channels, percentiles, platemaps, illumination, storage options) are
+    recorded in the shard set as its screen spec; `cellmae embed` reuses them.
+    """
     import json
 
     from cellmae.data.qc import QCConfig
     from cellmae.data.readers import open_screen
     from cellmae.data.shards import build_shards
 
-    opts = _screen_options(
-        pattern,
-        channels,
-        experiment,
-        plate,
-        metadata_csv,
-        perturbation_csv,
-        low_pct,
-        high_pct,
-        rescale_uint8,
-        layout,
-    )
+    spec = screen_spec(layout, channels, pattern, experiment, plate, metadata_csv, perturbation_csv, illum,
+                       low_pct, high_pct, rescale_uint8, storage_option)
     # Failures (ReadError, SchemaError, OSError ...) leave through the CLI's one error path.
-    screen = open_screen(screen_path, layout=layout, **opts)
+    screen = open_screen(screen_path, spec=spec, cache_dir=cache_dir)
     qc_cfg = QCConfig(channel=qc_channel, min_foreground=min_foreground, min_focus=min_focus) if qc else None
     rep = build_shards(
         screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
@@ -160,14 +169,20 @@ def build(
 
 @shards_app.command("inspect")
 def inspect(
-    path: Path = typer.Argument(..., help="A shard folder, or a screen folder / CSV."),
-    layout: str = _LAYOUT,
-    pattern: str | None = _PATTERN,
-    channels: str | None = _CHANNELS,
-    experiment: str | None = _EXPERIMENT,
-    plate: str | None = _PLATE,
-    metadata_csv: Path | None = _METADATA_CSV,
-    perturbation_csv: Path | None = _PERT_CSV,
+    path: str = typer.Argument(..., help="A shard folder, or a screen folder / CSV (a path or URL)."),
+    layout: str = LAYOUT_OPT,
+    pattern: str | None = PATTERN_OPT,
+    channels: str | None = CHANNELS_OPT,
+    experiment: str | None = EXPERIMENT_OPT,
+    plate: str | None = PLATE_OPT,
+    metadata_csv: str | None = METADATA_CSV_OPT,
+    perturbation_csv: list[str] | None = PERT_CSV_OPT,
+    illum: bool | None = ILLUM_OPT,
+    low_pct: float | None = LOW_OPT,
+    high_pct: float | None = HIGH_OPT,
+    rescale_uint8: bool | None = RESCALE8_OPT,
+    storage_option: list[str] | None = STORAGE_OPT,
+    cache_dir: Path | None = CACHE_DIR_OPT,
     check_files: bool = typer.Option(
         False, "--check-files", help="Screens: also list metadata rows whose image files are missing."
     ),
@@ -175,15 +190,17 @@ def inspect(
     """Print the summary of a shard set (channels, crops, QC) or of a screen (fields, wells, channels)."""
     import json
 
+    from cellmae.data.readers.storage import is_url
     from cellmae.data.shard_reader import INFO_FILE, read_shard_info
 
-    if (path / INFO_FILE).is_file():  # a shard set: refused when its manifest is missing or stale
+    if not is_url(path) and (Path(path) / INFO_FILE).is_file():  # a shard set: refused when its manifest is stale
         typer.echo(json.dumps(read_shard_info(path), indent=2))
         return
     from cellmae.data.readers import open_screen
 
-    opts = _screen_options(pattern, channels, experiment, plate, metadata_csv, perturbation_csv, 0.1, 99.9, False, layout)
-    screen = open_screen(path, layout=layout, **opts)
+    spec = screen_spec(layout, channels, pattern, experiment, plate, metadata_csv, perturbation_csv, illum,
+                       low_pct, high_pct, rescale_uint8, storage_option)
+    screen = open_screen(path, spec=spec, cache_dir=cache_dir)
     typer.echo(json.dumps(screen.summary(), indent=2, default=str))
     if check_files:
         missing = screen.missing_files()  # every one: a user fixes them from this list

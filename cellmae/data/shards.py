@@ -222,6 +222,7 @@ def build_shards(
         "qc": asdict(qc) if qc else None,
         **{k: v for k, v in opts.items() if k != "workers"},
         "part_fields": part_fields,
+        "screen_spec": screen.spec.record() if getattr(screen, "spec", None) is not None else None,
     }
     work = out_dir.parent / f".{out_dir.name}.partial"
     with output_lock(out_dir), _oserrors_name(out_dir):

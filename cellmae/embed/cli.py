@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+
+from cellmae.data.cli import (
+    CACHE_DIR_OPT,
+    EXPERIMENT_OPT,
+    HIGH_OPT,
+    ILLUM_OPT,
+    LOW_OPT,
+    METADATA_CSV_OPT,
+    PATTERN_OPT,
+    PERT_CSV_OPT,
+    PLATE_OPT,
+    RESCALE8_OPT,
+    STORAGE_OPT,
+)
 
 _MODEL_HELP = (
     "What to embed with: a cellmae checkpoint dir (model.safetensors + config.json), an OpenPhenom "
@@ -16,7 +31,9 @@ _MODEL_HELP = (
 
 
 def embed(
-    screen: Path = typer.Argument(..., help="Screen folder (RxRx layout, Cell Painting, generic; see --layout)."),
+    screen: str = typer.Argument(
+        ..., help="Screen folder or CSV (RxRx, RxRx3-core, Cell Painting/JUMP, generic; see --layout); a path or URL."
+    ),
     model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder, by convention RUN/embed/<model-name>."),
     blocks: str = typer.Option(
@@ -29,8 +46,9 @@ def embed(
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images (tiles) per forward pass."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16, fp16 (CUDA) or fp32."),
-    layout: str = typer.Option("auto", help="Screen layout: auto, rxrx, cellpainting or generic."),
-    channels: str = typer.Option(None, help="Comma-separated screen channels to use, in order (default: all, mapped by name)."),
+    layout: str = typer.Option("auto", help="Screen layout: auto, rxrx, rxrx3-core, cellpainting or generic."),
+    channels: str = typer.Option(None, help="Comma-separated screen channels to use, in order (default: all, mapped by "
+                                 "name); a token map 'D=DNA,F=FITC' names the files of a --pattern instead."),
     site_level: bool = typer.Option(False, "--site-level", help="Also write one row per site under OUT/sites/blockNN."),
     anndata: bool = typer.Option(False, "--anndata", help="Also export OUT/anndata/blockNN.h5ad once all plates are done."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete OUT first instead of resuming."),
@@ -38,6 +56,23 @@ def embed(
     processes: int = typer.Option(1, "--processes", help="Local processes (one per GPU, or CPU shares); for clusters launch with torchrun/srun instead."),
     best_block: Path = typer.Option(None, "--best-block", help="best_block.json for --blocks auto (default RUN/bench/<model>/best_block.json)."),
     seed: int = typer.Option(0, help="Seed of random-init baselines."),
+    screen_spec: str = typer.Option(
+        None, "--screen-spec",
+        help="Reader options recorded by a shard build, an embed run or a training run: a spec JSON, a shard folder, "
+        "an embed folder or a model/training folder (default: the --model's training run, when it records one).",
+    ),
+    pattern: str | None = PATTERN_OPT,
+    experiment: str | None = EXPERIMENT_OPT,
+    plate: str | None = PLATE_OPT,
+    metadata_csv: str | None = METADATA_CSV_OPT,
+    perturbation_csv: list[str] | None = PERT_CSV_OPT,
+    illum: bool | None = ILLUM_OPT,
+    low_pct: float | None = LOW_OPT,
+    high_pct: float | None = HIGH_OPT,
+    rescale_uint8: bool | None = RESCALE8_OPT,
+    storage_option: list[str] | None = STORAGE_OPT,
+    cache_dir: Path | None = CACHE_DIR_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Featurize every well of SCREEN: tiles -> model block(s) -> pooled -> averaged per site and well.
 
@@ -49,15 +84,24 @@ def embed(
     """
     from rich.console import Console
 
+    from cellmae.data.cli import parse_channels
+    from cellmae.data.readers.storage import parse_storage_options
     from cellmae.embed.distributed import launch_local, rank_info
     from cellmae.embed.pipeline import run_embedding
 
     if tile not in ("auto", "full") and not tile.isdigit():
         raise typer.BadParameter(f"--tile {tile!r}: expected a number of pixels, 'auto' or 'full'")
+    token_map = channels is not None and "=" in channels  # names the reader's files; a plain list picks channels
+    # The reader options given here apply over the screen spec (--screen-spec, or the training run's).
+    overrides = dict(channels=parse_channels(channels) if token_map else None, pattern=pattern, experiment=experiment,
+                     plate=plate, metadata_csv=metadata_csv, perturbation_csv=perturbation_csv or None, illum=illum,
+                     low_pct=low_pct, high_pct=high_pct, rescale_uint8=rescale_uint8,
+                     storage_options=parse_storage_options(storage_option))
     options = dict(
         blocks=blocks, tile=tile if tile in ("auto", "full") else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
-        layout=layout, channels=channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
-        num_workers=num_workers, best_block_file=best_block, seed=seed,
+        layout=layout, channels=None if token_map else channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
+        num_workers=num_workers, best_block_file=best_block, seed=seed, screen_spec=screen_spec,
+        reader_options=overrides, cache_dir=cache_dir,
     )
     console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     if True:  # failures leave through the CLI's one error path
@@ -73,12 +117,29 @@ def embed(
             launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
             from cellmae.utils.manifest import MANIFEST_FILE
 
-            console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
+            if as_json:
+                typer.echo(json.dumps({"processes": processes, "out_dir": str(out), "manifest": str(out / MANIFEST_FILE)}))
+            else:
+                console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
             return
-        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0, **options)
+        # --json: stdout carries the summary alone (the progress bar writes to the terminal)
+        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0 and not as_json, **options)
+    if summary.extra.get("screen_spec"):
+        console.print(summary.extra["screen_spec"])
+    if as_json:
+        typer.echo(json.dumps(summary_dict(summary), default=str))
+        return
     console.print(summary.line())
     if summary.manifest is None:
         console.print("other ranks are still writing their plates; the manifest appears when all are done")
+
+
+def summary_dict(summary) -> dict:
+    """An EmbedSummary as JSON-ready data (`--json`)."""
+    return {"out_dir": str(summary.out_dir), "blocks": {str(b): str(p) for b, p in summary.paths.items()},
+            "plates_done": summary.plates_done, "plates_skipped": summary.plates_skipped, "wells": summary.wells,
+            "sites": summary.sites, "images": summary.images, "seconds": round(summary.seconds, 3),
+            "manifest": str(summary.manifest) if summary.manifest else None, **summary.extra}
 
 
 def _embed_rank(screen: str, model: str, out: str, options: dict, *, rank: int, world_size: int, progress: bool) -> None:

@@ -68,13 +68,17 @@ class EmbedSummary:
         )
 
 
-def open_any_screen(screen, layout: str = "auto"):
-    """A screen object from a path (via the data readers) or the object itself."""
-    if isinstance(screen, str | Path):
-        from cellmae.data.readers import open_screen
+def open_any_screen(screen, layout: str = "auto", **spec_options) -> tuple[Any, str | None]:
+    """(screen, note): a path opened by the data readers with its screen spec (the note says which), or
+    the screen object itself."""
+    from cellmae.embed.screens import open_embed_screen
 
-        return open_screen(screen, layout=layout)
-    return screen
+    return open_embed_screen(screen, layout=layout, **spec_options)
+
+
+def _spec_record(screen) -> dict | None:
+    spec = getattr(screen, "spec", None)
+    return spec.record() if spec is not None else None
 
 
 def parse_blocks(spec: str | int | Sequence[int] | None, num_blocks: int, *, best_block_file: str | Path | None = None) -> list[int]:
@@ -241,20 +245,26 @@ def run_embedding(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = True,
+    screen_spec=None,
+    reader_options: dict | None = None,
+    cache_dir: str | Path | None = None,
 ) -> EmbedSummary:
     """Featurize ``screen`` with ``model_source`` into ``out_dir`` (= RUN/embed/<model>); see embed_screen."""
     from cellmae.utils.device import select_autocast_dtype
 
     _check_counts(batch_size, num_workers)
-    screen = open_any_screen(screen, layout)
+    screen, note = open_any_screen(screen, layout, screen_spec=screen_spec, model_source=model_source,
+                                   spec_overrides=reader_options, cache_dir=cache_dir)
     out_dir = Path(out_dir)
     requested = parse_channel_list(channels)
     src = resolve_source(model_source, screen_channels=requested or screen.channels,
                          tile=tile if isinstance(tile, int) and tile > 0 else 64, seed=seed)
     if src.kind == "handcrafted":
-        return run_handcrafted(screen, out_dir, channels=requested, site_level=site_level, anndata=anndata,
+        hand = run_handcrafted(screen, out_dir, channels=requested, site_level=site_level, anndata=anndata,
                                overwrite=overwrite, num_workers=num_workers, rank=rank, world_size=world_size,
                                progress=progress)
+        hand.extra["screen_spec"] = note
+        return hand
     model = src.model
     plan = plan_channels(screen.channels, getattr(model, "expected_channels", None), requested=requested)
     if plan.dropped:
@@ -269,7 +279,7 @@ def run_embedding(
     tiles_per_field = len(prep(screen.read_field(0))) if len(screen) else 1  # also checks tile <= field size
     config = {"source": src.describe(), "tile": tile, "pool": pool, "channels": list(plan.names),
               "precision": str(dtype).replace("torch.", "") if dtype else "float32", "seed": seed,
-              "level": "well+site" if site_level else "well"}
+              "level": "well+site" if site_level else "well", "screen_spec": _spec_record(screen)}
     compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size)
     with _open_store(out_dir, config, overwrite, rank, world_size) as store:
         summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
@@ -278,7 +288,7 @@ def run_embedding(
                        progress=progress, pin_memory=dev.type == "cuda")
         if anndata and summary.manifest is not None:
             _export_anndata(out_dir, block_list)
-    summary.extra |= {"device": str(dev), "precision": config["precision"], "channels": list(plan.names),
+    summary.extra |= {"screen_spec": note, "device": str(dev), "precision": config["precision"], "channels": list(plan.names),
                       "dropped_channels": list(plan.dropped), "tiles_per_field": tiles_per_field}
     return summary
 
@@ -286,16 +296,19 @@ def run_embedding(
 def run_handcrafted(
     screen, out_dir: str | Path, *, channels: str | Sequence[str] | None = None, site_level: bool = False,
     anndata: bool = False, overwrite: bool = False, num_workers: int | None = None, layout: str = "auto",
-    rank: int | None = None, world_size: int | None = None, progress: bool = True,
+    rank: int | None = None, world_size: int | None = None, progress: bool = True, screen_spec=None,
+    reader_options: dict | None = None, cache_dir: str | Path | None = None,
 ) -> EmbedSummary:
     """Handcrafted features of every well into ``out_dir``/block00 (= RUN/embed/handcrafted)."""
     from cellmae.models.handcrafted import handcrafted_feature_names
 
-    screen = open_any_screen(screen, layout)
+    screen, note = open_any_screen(screen, layout, screen_spec=screen_spec, spec_overrides=reader_options,
+                                   cache_dir=cache_dir)
     plan = plan_channels(screen.channels, None, requested=parse_channel_list(channels))
     dna = find_dna_channel(plan.names)
     config = {"source": {"kind": "handcrafted", "name": HANDCRAFTED}, "channels": list(plan.names),
-              "dna_channel": plan.names[dna], "level": "well+site" if site_level else "well"}
+              "dna_channel": plan.names[dna], "level": "well+site" if site_level else "well",
+              "screen_spec": _spec_record(screen)}
     _check_counts(1, num_workers)
     names = handcrafted_feature_names(plan.names)
     with _open_store(Path(out_dir), config, overwrite, rank, world_size) as store:
@@ -307,7 +320,7 @@ def run_handcrafted(
                        rank=rank, world_size=world_size, progress=progress, feature_names=names)
         if anndata and summary.manifest is not None:
             _export_anndata(Path(out_dir), [HANDCRAFTED_BLOCK], feature_names=names)
-    summary.extra |= {"channels": list(plan.names), "dna_channel": plan.names[dna]}
+    summary.extra |= {"screen_spec": note, "channels": list(plan.names), "dna_channel": plan.names[dna]}
     return summary
 
 
@@ -328,7 +341,9 @@ def embed_screen(screen, model_source, out_dir: str | Path, **options) -> dict[i
     "channel_concat"), ``batch_size`` (images per forward), ``device``, ``precision``, ``channels``
     (subset/order of screen channels), ``site_level``, ``anndata``, ``overwrite``, ``num_workers``,
     ``best_block_file``, ``seed``, ``rank``/``world_size`` (default: from torchrun/SLURM env),
-    ``progress``. Reruns skip finished plates.
+    ``progress``; how a screen path is opened: ``layout``, ``screen_spec`` (a ScreenSpec or a spec
+    file / shard / embed / training-run folder; default: the model's training run), ``reader_options``
+    (ScreenSpec fields applied over it) and ``cache_dir``. Reruns skip finished plates.
     """
     return run_embedding(screen, model_source, out_dir, **options).paths
 

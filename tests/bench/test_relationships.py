@@ -89,3 +89,24 @@ def test_builtin_mixes_with_other_files(tmp_path: Path) -> None:
     own.write_text("entity1,entity2\nA,B\n")
     got = load_relationships(["builtin", own])
     assert sorted(got) == ["CORUM", "HuMAP", "Reactome", "StringDB"] and len(got["CORUM"]) == 1
+
+
+def test_a_gene_in_two_modalities_is_refused_with_the_way_out(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from cellmae.bench.benchmark import BenchOptions, _recall
+    from cellmae.data.profiles import Profiles
+
+    rels = tmp_path / "rels.csv"
+    rels.write_text("entity1,entity2\nGENEA,GENEB\n")
+    meta = pd.DataFrame({"Metadata_Perturbation": ["GENEA", "GENEA", "GENEB", "GENEC"],
+                         "Metadata_PerturbationType": ["CRISPR", "ORF", "CRISPR", "CRISPR"],
+                         "Metadata_IsControl": [False] * 4})
+    feats = pd.DataFrame(np.random.default_rng(0).normal(size=(4, 3)), columns=[f"feature_{i:04d}" for i in range(3)])
+    agg = Profiles.from_frame(pd.concat([meta, feats], axis=1))
+    with pytest.raises(ValueError, match=r"GENEA: CRISPR, ORF.*--gene-types CRISPR"):
+        _recall(agg, BenchOptions(relationships=[rels]))
+    table = _recall(agg, BenchOptions(relationships=[rels], gene_types=["CRISPR"]))
+    assert len(table)

@@ -110,3 +110,25 @@ def make_cellpainting(tmp_path: Path):
         return csv, fields
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on localhost (moto's server mode): (endpoint_url, boto3 client).
+
+    Buckets and objects are public-read unless a test says otherwise, as public screens are."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:  # a free port; the server binds it right after
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    yield endpoint, client
+    server.stop()

@@ -14,34 +14,44 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
+from cellmae.data.readers.storage import compression_of, denied, is_url, locate, read_bytes, unreachable
 from cellmae.data.scaling import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, to_uint8
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", *TIFF_SUFFIXES)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".jp2", ".j2k", *TIFF_SUFFIXES)
 
 
 class ReadError(ValueError):
     """An image or metadata file cannot be used; the message starts with the file's path."""
 
 
-def read_plane(path: Path) -> np.ndarray:
-    """Decode one image file into an array (2-D for a single plane), naming the file on failure."""
-    path = Path(path)
-    if not path.exists():
-        raise ReadError(f"{path}: file not found")
+# Magic numbers: the decoder is chosen from the file's first bytes, never from its name.
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_JP2_MAGIC = (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xffO\xffQ")  # JP2 box / raw J2K codestream
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def decode_image(data: bytes, path) -> np.ndarray:
+    """Decode image bytes by their content: TIFF, JPEG 2000, NumPy ``.npy`` (no pickles), else Pillow."""
+    import io
+
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
+        if data.startswith(_TIFF_MAGIC):
             import tifffile
 
-            arr = tifffile.imread(path)
+            arr = tifffile.imread(io.BytesIO(data))
+        elif data.startswith(_JP2_MAGIC):
+            import imagecodecs
+
+            arr = imagecodecs.jpeg2k_decode(data)
+        elif data.startswith(_NPY_MAGIC):
+            arr = np.load(io.BytesIO(data), allow_pickle=False)  # never unpickle a downloaded file
         else:
             from PIL import Image
 
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 im.load()  # force a full decode here so truncation is caught with the file's name
                 arr = np.asarray(im)
-    except ReadError:
-        raise
     except Exception as e:  # decoders raise many types (OSError, ValueError, SyntaxError, ...)
         raise ReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
     if arr.size == 0:
@@ -49,10 +59,41 @@ def read_plane(path: Path) -> np.ndarray:
     return arr
 
 
-def read_metadata_csv(path: Path, what: str = "metadata CSV", *, nrows: int | None = None) -> pd.DataFrame:
-    """A metadata table as strings; an unreadable, empty or header-only file is a ReadError naming it."""
+def read_plane(path, cache_dir=None) -> np.ndarray:
+    """Decode one image file (local or URL) into an array (2-D for a single plane), naming the file on failure."""
+    path = locate(path)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=nrows)
+        data = read_bytes(path, cache_dir)
+    except FileNotFoundError as e:
+        raise ReadError(f"{path}: file not found") from e
+    except IsADirectoryError as e:
+        raise ReadError(f"{path}: is a folder, expected an image file") from e
+    except OSError as e:
+        if isinstance(e, PermissionError) and is_url(path):
+            raise ReadError(denied(path)) from e
+        raise ReadError(unreachable(path, e) or f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        message = unreachable(path, e)
+        if message is None:
+            raise
+        raise ReadError(message) from e
+    return decode_image(data, path)
+
+
+def read_metadata_csv(path, what: str = "metadata CSV", *, nrows: int | None = None) -> pd.DataFrame:
+    """A metadata table as strings (local or URL, plain or gzip); an unreadable, empty or header-only
+    file is a ReadError naming it."""
+    import io
+
+    path = locate(path)
+    try:
+        data = read_bytes(path)
+        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], nrows=nrows,
+                            compression=compression_of(data))
+    except FileNotFoundError as e:
+        raise ReadError(f"{path}: {what} not found") from e
+    except PermissionError as e:
+        raise ReadError(denied(path)) from e
     except Exception as e:  # pandas raises ParserError, EmptyDataError, UnicodeDecodeError, OSError ...
         raise ReadError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from e
     if nrows is None and table.empty:
@@ -109,11 +150,17 @@ class Screen:
         low_pct: float = DEFAULT_LOW_PCT,
         high_pct: float = DEFAULT_HIGH_PCT,
         rescale_uint8: bool = False,
+        cache_dir: str | Path | None = None,
+        rows: Sequence[int] | None = None,
     ) -> None:
-        self.source = Path(source)
+        self.source = locate(source)
         self.channels: tuple[str, ...] = S.validate_channels(channels, source=str(source))
         self.metadata: pd.DataFrame = S.validate_metadata(metadata.reset_index(drop=True), source=source)
-        self._files: list[tuple[Path, ...]] = [tuple(Path(p) for p in f) for f in files]
+        self._files: list[tuple[Path, ...]] = [tuple(locate(p) for p in f) for f in files]
+        # The metadata row (1-based, in the reader's table) behind each field, for error messages.
+        self._rows = list(rows) if rows is not None else None
+        self.cache_dir = cache_dir
+        self.spec = None  # the ScreenSpec it was opened with (set by open_screen)
         if len(self._files) != len(self.metadata):
             raise ValueError(f"{source}: {len(self._files)} fields but {len(self.metadata)} metadata rows")
         if not self._files:
@@ -130,9 +177,33 @@ class Screen:
         """The file(s) behind field ``i``."""
         return self._files[i]
 
+    def row_label(self, i: int) -> str:
+        """Where field ``i`` is described: ``row N of SOURCE``."""
+        row = self._rows[i] if self._rows is not None else i + 1
+        return f"row {row} of {self.source}"
+
+    def read_plane(self, path) -> np.ndarray:
+        """One image file of this screen (through its local cache, if any)."""
+        return read_plane(path, self.cache_dir)
+
     def missing_files(self) -> list[tuple[int, Path]]:
         """(field index, path) of every file the metadata names but the disk lacks."""
-        return [(i, p) for i, files in enumerate(self._files) for p in files if not p.exists()]
+        listed: dict[str, set[str] | None] = {}
+
+        def there(p) -> bool:
+            if not is_url(p):
+                return p.exists()
+            # One listing per remote folder instead of one request per file (a JUMP plate has ~20k files).
+            parent = str(p.parent)
+            if parent not in listed:
+                try:
+                    listed[parent] = {str(q).rstrip("/") for q in p.parent.iterdir()}
+                except (FileNotFoundError, NotImplementedError, OSError):
+                    listed[parent] = None  # cannot list (e.g. plain https): ask per file
+            names = listed[parent]
+            return p.exists() if names is None else str(p).rstrip("/") in names
+
+        return [(i, p) for i, files in enumerate(self._files) for p in files if not there(p)]
 
     def check_files(self) -> None:
         """Fail fast, before a long job, when a metadata row has no image: names the file and row."""
@@ -164,18 +235,24 @@ class Screen:
         """Field ``i`` as uint8 (C, H, W), channels in :attr:`channels` order."""
         if not 0 <= i < len(self):
             raise IndexError(f"field {i} out of range for a screen of {len(self)} fields")
-        raw = self._read_raw(i)
+        try:
+            raw = self._read_raw(i)
+        except ReadError as e:
+            if self.row_label(i) in str(e):
+                raise
+            raise ReadError(f"{e} ({self.row_label(i)})") from e
         where = ", ".join(map(str, self.path(i)))
         if raw.ndim != 3 or raw.shape[0] != len(self.channels):
             raise ReadError(
-                f"{where}: expected {len(self.channels)} channels {self.channels}, got an array of shape {raw.shape}"
+                f"{where}: expected {len(self.channels)} channels {self.channels}, got an array of shape {raw.shape} "
+                f"({self.row_label(i)})"
             )
         try:
             return np.ascontiguousarray(
                 to_uint8(raw, self.low_pct, self.high_pct, rescale_uint8=self.rescale_uint8)
             )
         except ValueError as e:
-            raise ReadError(f"{where}: {e}") from e
+            raise ReadError(f"{where}: {e} ({self.row_label(i)})") from e
 
     def summary(self) -> dict:
         """Counts a user checks first: fields, wells, plates, perturbations, channels, image size."""

@@ -17,6 +17,7 @@ in ``Metadata_Field``. A ``metadata_csv`` with a ``Metadata_Field`` column overr
 
 from __future__ import annotations
 
+import io
 import re
 import string
 import xml.etree.ElementTree as ET
@@ -33,9 +34,9 @@ from cellmae.data.readers.base import (
     ReadError,
     Screen,
     read_metadata_csv,
-    read_plane,
     stack_planes,
 )
+from cellmae.data.readers.storage import is_url, read_bytes, with_options
 
 FIELD = "Metadata_Field"
 CHANNEL_ALIASES = {
@@ -89,9 +90,11 @@ class GenericScreen(Screen):
         experiment: str | None = None,
         plate: str = "1",
         metadata_csv: str | Path | None = None,
+        storage_options: dict | None = None,
         **scaling,
     ) -> None:
-        root = Path(root)
+        root = with_options(root, storage_options)
+        metadata_csv = with_options(metadata_csv, storage_options) if metadata_csv else None
         if not root.is_dir():
             raise ReadError(f"{root}: not a folder of images")
         self.root = root
@@ -118,22 +121,28 @@ class GenericScreen(Screen):
             _, names = _read_multichannel(multi[0], header_only=True)
             chans = tuple(channels) if channels else names
         meta = self._metadata(
-            fields, experiment or root.name, plate, Path(metadata_csv) if metadata_csv else None
+            fields, experiment or root.name, plate, metadata_csv
         )
         keep = meta.pop("_index").to_numpy()
+        self._has_csv = metadata_csv is not None
         super().__init__(
             meta,
             chans,
             [files[k] for k in keep],
-            source=Path(metadata_csv) if metadata_csv else root,
+            source=metadata_csv or root,
             **scaling,
         )
+
+    def row_label(self, i: int) -> str:
+        if self._has_csv:
+            return super().row_label(i)
+        return f"field {self.metadata[FIELD].iloc[i]!r}, pseudo-well {self.metadata[S.WELL].iloc[i]}"
 
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
         if self.per_channel:
-            return stack_planes([read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
-        if not paths[0].exists():
+            return stack_planes([self.read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
+        if not is_url(paths[0]) and not paths[0].exists():  # a remote one is found missing when read
             raise ReadError(f"{paths[0]}: file not found")
         data, _ = _read_multichannel(paths[0])
         return data
@@ -182,7 +191,7 @@ class GenericScreen(Screen):
         return fields, chan_tokens, files
 
     @staticmethod
-    def _metadata(fields: list[str], experiment: str, plate: str, csv: Path | None) -> pd.DataFrame:
+    def _metadata(fields: list[str], experiment: str, plate: str, csv) -> pd.DataFrame:
         meta = pd.DataFrame(
             {
                 S.EXPERIMENT: experiment,
@@ -227,7 +236,8 @@ def _read_multichannel(path: Path, header_only: bool = False) -> tuple[np.ndarra
             return _read_zarr(path, header_only)
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        # A remote file is read whole, then parsed from memory (tifffile reads local paths or file objects).
+        with tifffile.TiffFile(io.BytesIO(read_bytes(path)) if is_url(path) else path) as tif:
             series = tif.series[0]
             axes = series.axes.upper()
             names = _ome_channel_names(tif.ome_metadata) if tif.is_ome else []
@@ -235,6 +245,8 @@ def _read_multichannel(path: Path, header_only: bool = False) -> tuple[np.ndarra
             shape = series.shape
     except ReadError:
         raise
+    except FileNotFoundError as e:
+        raise ReadError(f"{path}: file not found") from e
     except Exception as e:
         raise ReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
     chan_axis = next((a for a in "CSIQ" if a in axes), None)
@@ -274,7 +286,8 @@ def _ome_channel_names(xml: str | None) -> list[str]:
 def _read_zarr(path: Path, header_only: bool) -> tuple[np.ndarray | None, tuple[str, ...]]:
     import zarr
 
-    node = zarr.open(str(path), mode="r")
+    remote = {"storage_options": dict(path.storage_options)} if is_url(path) else {}
+    node = zarr.open(str(path), mode="r", **remote)
     if isinstance(node, zarr.Array):
         arr, axes, labels = node, "CYX"[-node.ndim :] if node.ndim <= 3 else None, []
         if axes is None:

@@ -10,7 +10,6 @@ well and ``experiment_name`` for the experiment. Mapping to the schema is in doc
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,14 +17,16 @@ import numpy as np
 import pandas as pd
 
 from cellmae.data import schema as S
-from cellmae.data.readers.base import ReadError, Screen, read_metadata_csv, read_plane, stack_planes
+from cellmae.data.readers.base import ReadError, Screen, read_metadata_csv, stack_planes
+from cellmae.data.readers.storage import with_options
 from cellmae.layout import SCREEN_CHANNELS_FILE, SCREEN_METADATA_FILE
 
-_ALIASES = {"experiment": ("experiment", "experiment_name"), "well": ("well", "address")}
+_ALIASES = {"experiment": ("experiment", "experiment_name"), "well": ("well", "address"),
+            "well_type": ("well_type", "well_type_label")}
 _CONTROL_NAMES = {"EMPTY", "NON-TARGETING", "NONTARGETING", "DMSO", "CONTROL"}
 
 
-def find_metadata_csv(root: Path) -> Path | None:
+def find_metadata_csv(root) -> Path | None:
     """The RxRx metadata CSV under ``root`` (``metadata.csv`` or ``metadata/metadata.csv``), if any."""
     for cand in (root / SCREEN_METADATA_FILE, root / "metadata" / SCREEN_METADATA_FILE):
         if cand.is_file():
@@ -62,18 +63,20 @@ class RxRxScreen(Screen):
         *,
         metadata_csv: str | Path | None = None,
         channels: list[str] | tuple[str, ...] | None = None,
-        suffix: str = ".png",
+        suffix: str | None = None,
+        storage_options: dict | None = None,
         **scaling,
     ) -> None:
-        root = Path(root)
-        csv = Path(metadata_csv) if metadata_csv else find_metadata_csv(root)
+        root = with_options(root, storage_options)
+        csv = with_options(metadata_csv, storage_options) if metadata_csv else find_metadata_csv(root)
         if csv is None or not csv.is_file():
             raise ReadError(f"{csv or root / SCREEN_METADATA_FILE}: RxRx metadata CSV not found")
         raw = read_metadata_csv(csv)
-        self.root, self.suffix = root, suffix
+        self.root = root
         exp_c, well_c = _col(raw, "experiment", csv), _col(raw, "well", csv)
         plate_c = _col(raw, "plate", csv)
         raw = raw.rename(columns={exp_c: "experiment", well_c: "well", plate_c: "plate"})
+        self.suffix = suffix or self._find_suffix(raw)
         if "site" not in raw.columns:
             raw = self._expand_sites(raw, csv)
         # The channel count comes from the names (channels= / channels.json) or from every site of
@@ -102,6 +105,20 @@ class RxRxScreen(Screen):
             / f"Plate{plate}"
             / f"{well}_s{site}_w{k}{self.suffix}"
         )
+
+    def _find_suffix(self, raw: pd.DataFrame) -> str:
+        """The image files' extension (.png, .jp2, .tif ...) as found in the first plate folder that has any;
+        only to find the files: they are decoded by their content."""
+        self.suffix = ".png"
+        rx = re.compile(r"^[^_]+_s[^_]+_w\d+(\.[A-Za-z0-9]+)$")
+        for exp, plate in raw[["experiment", "plate"]].drop_duplicates().itertuples(index=False):
+            try:
+                found = {m.group(1) for e in self._file(exp, plate, "X", 0, 1).parent.iterdir() if (m := rx.match(e.name))}
+            except FileNotFoundError:
+                continue
+            if found:
+                return ".png" if ".png" in found else sorted(found)[0]
+        return ".png"
 
     def _expand_sites(self, raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
         """RxRx3 lists wells, not sites: one row per ``{well}_s{site}_w1`` file found."""
@@ -139,8 +156,7 @@ class RxRxScreen(Screen):
         for exp, plate in raw[["experiment", "plate"]].drop_duplicates().itertuples(index=False):
             folder = self._file(exp, plate, "X", 0, 1).parent
             try:
-                with os.scandir(folder) as entries:
-                    n = max([n, *(int(m.group(1)) for e in entries if (m := rx.match(e.name)))])
+                n = max([n, *(int(m.group(1)) for e in folder.iterdir() if (m := rx.match(e.name)))])
             except FileNotFoundError:
                 continue  # a plate without images: its files are reported missing by check_files()
         if n == 0:
@@ -150,7 +166,7 @@ class RxRxScreen(Screen):
         return n
 
     @staticmethod
-    def _named_channels(root: Path) -> tuple[str, ...] | None:
+    def _named_channels(root) -> tuple[str, ...] | None:
         cfile = root / SCREEN_CHANNELS_FILE
         if not cfile.is_file():
             return None
@@ -170,7 +186,7 @@ class RxRxScreen(Screen):
 
     def _read_raw(self, i: int) -> np.ndarray:
         paths = self.path(i)
-        return stack_planes([read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
+        return stack_planes([self.read_plane(p) for p in paths], paths, rescale_uint8=self.rescale_uint8)
 
 
 def _schema_frame(raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
@@ -180,7 +196,7 @@ def _schema_frame(raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
     def get(name: str) -> pd.Series:
         return raw[name] if name in raw.columns else pd.Series([None] * n, index=raw.index, dtype=object)
 
-    well_type = get("well_type").fillna("").str.strip().str.lower()
+    well_type = get(_col(raw, "well_type", csv, required=False) or "well_type").fillna("").str.strip().str.lower()
     if "perturbation_type" in raw.columns:
         ptype = raw["perturbation_type"].fillna("").str.strip().str.upper()
     elif "sirna" in raw.columns:  # RxRx1
@@ -208,7 +224,8 @@ def _schema_frame(raw: pd.DataFrame, csv: Path) -> pd.DataFrame:
             S.IS_CONTROL: is_control,
         }
     )
-    for src, dst in (("well_type", "Metadata_WellType"), ("cell_type", "Metadata_CellType")):
+    for src, dst in (("well_type", "Metadata_WellType"), ("well_type_label", "Metadata_WellType"),
+                     ("cell_type", "Metadata_CellType")):
         if src in raw.columns:
             out[dst] = raw[src].fillna("")
     return out

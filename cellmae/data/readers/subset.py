@@ -37,7 +37,8 @@ class WellSubsetScreen(Screen):
         self.layout = parent.layout
         super().__init__(parent.metadata.iloc[self.indices], parent.channels, [parent.path(i) for i in self.indices],
                          source=parent.source, low_pct=parent.low_pct, high_pct=parent.high_pct,
-                         rescale_uint8=parent.rescale_uint8)
+                         rescale_uint8=parent.rescale_uint8, cache_dir=parent.cache_dir)
+        self.spec = parent.spec
 
     def _read_raw(self, i: int) -> np.ndarray:
         return self.parent.read_raw(self.indices[i])
