@@ -147,6 +147,21 @@ def test_embed_jump_gene_screen_from_s3_with_no_hand_conversion(jump_s3, tmp_pat
     assert spec["layout"] == "cellpainting" and spec["illum"] is True
     assert spec["storage_options"] == {"endpoint_url": endpoint} and spec["perturbation_csv"] == _tables(urls)
     assert any(cache.iterdir())  # remote images were kept in the local cache
+    # ... and on through map and bench with the README's commands: the JUMP types reach the benchmark
+    # (one gene is both knocked out and overexpressed here, so bench scores one modality at a time)
+    genes = sorted(set(wells.loc[~wells[S.IS_CONTROL], S.PERTURBATION]))
+    rels = tmp_path / "rels.csv"
+    rels.write_text("entity1,entity2\n" + "".join(f"{a},{b}\n" for a, b in zip(genes, genes[1:], strict=False)))
+    res = runner.invoke(app, ["map", str(out / "block00"), "--out", str(tmp_path / "map"), "--align", "none"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["bench", str(tmp_path / "map"), "--out", str(tmp_path / "bench"), "-r", str(rels)])
+    if res.exit_code != 0:  # the one-line refusal says how to choose the modality
+        assert res.exit_code == 2 and "--gene-types" in res.stderr, res.output
+        res = runner.invoke(app, ["bench", str(tmp_path / "map"), "--out", str(tmp_path / "bench"), "-r", str(rels),
+                                  "--gene-types", "CRISPR"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "bench" / "summary.json").read_text())
+    assert summary["n_perturbations"] >= 2
 
 
 def test_credentials_are_used_but_never_recorded(jump_s3, tmp_path):
