@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from cellmae.layout import SHARDS_SKIPPED_FILE
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
+
 shards_app = typer.Typer(
     name="shards",
     help="Turn a screen (RxRx, Cell Painting/JUMP load_data, TIFF/OME-TIFF/OME-Zarr folder) into training shards.",
@@ -139,14 +142,15 @@ def build(
     rescale_uint8: bool | None = RESCALE8_OPT,
     storage_option: list[str] | None = STORAGE_OPT,
     cache_dir: Path | None = CACHE_DIR_OPT,
+    progress: bool = PROGRESS,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Cut crops from every field of a screen and write them, with metadata, as LitData shards.
 
     The reader options (layout, channels, percentiles, platemaps, illumination, storage options) are
     recorded in the shard set as its screen spec; `cellmae embed` reuses them.
     """
-    import json
-
     from cellmae.data.qc import QCConfig
     from cellmae.data.readers import open_screen
     from cellmae.data.shards import build_shards
@@ -159,12 +163,14 @@ def build(
     rep = build_shards(
         screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
         skip_bad=skip_bad, report_path=report, workers=workers, chunk_bytes=chunk_bytes, compression=compression,
-        overwrite=overwrite, part_fields=part_fields, resume=resume,
+        overwrite=overwrite, part_fields=part_fields, resume=resume, progress=progress and not (quiet or as_json),
     )  # fmt: skip
-    typer.echo(json.dumps(rep.as_dict(), indent=2, default=str))
+    record = rep.as_dict()
+    speaker = Speaker(quiet=quiet, as_json=as_json)
     if rep.fields_skipped:
-        where = os.fsencode(out / "skipped.csv").decode("utf-8", "backslashreplace")  # any byte in a name prints
-        typer.echo(f"{rep.fields_skipped} field(s) skipped, listed in {where}", err=True)
+        where = os.fsencode(out / SHARDS_SKIPPED_FILE).decode("utf-8", "backslashreplace")  # any byte in a name prints
+        speaker.say(f"{rep.fields_skipped} field(s) skipped, listed in {where}")
+    speaker.summary(record, *_summary_lines(record))
 
 
 @shards_app.command("inspect")
@@ -186,25 +192,42 @@ def inspect(
     check_files: bool = typer.Option(
         False, "--check-files", help="Screens: also list metadata rows whose image files are missing."
     ),
+    as_json: bool = JSON,
 ) -> None:
     """Print the summary of a shard set (channels, crops, QC) or of a screen (fields, wells, channels)."""
-    import json
-
     from cellmae.data.readers.storage import is_url
     from cellmae.data.shard_reader import INFO_FILE, read_shard_info
 
+    speaker = Speaker(as_json=as_json)
     if not is_url(path) and (Path(path) / INFO_FILE).is_file():  # a shard set: refused when its manifest is stale
-        typer.echo(json.dumps(read_shard_info(path), indent=2))
+        info = read_shard_info(path)
+        speaker.summary(info, *_summary_lines(info))
         return
     from cellmae.data.readers import open_screen
 
     spec = screen_spec(layout, channels, pattern, experiment, plate, metadata_csv, perturbation_csv, illum,
                        low_pct, high_pct, rescale_uint8, storage_option)
     screen = open_screen(path, spec=spec, cache_dir=cache_dir)
-    typer.echo(json.dumps(screen.summary(), indent=2, default=str))
+    summary = screen.summary()
+    lines = _summary_lines(summary)
     if check_files:
         missing = screen.missing_files()  # every one: a user fixes them from this list
-        typer.echo(f"{len(missing)} missing file(s)" + "".join(f"\n  row {i + 1}: {p}" for i, p in missing))
+        summary["missing_files"] = [{"row": i + 1, "file": str(p)} for i, p in missing]
+        lines += [f"{len(missing)} missing file(s)", *(f"  row {i + 1}: {p}" for i, p in missing)]
+    speaker.summary(summary, *lines)
+
+
+def _summary_lines(record: dict) -> list[str]:
+    """``key: value`` lines of a summary (nested values as compact JSON), for a reader, not a parser."""
+    import json
+
+    def shown(v) -> str:
+        text = v if isinstance(v, str) else str(v) if isinstance(v, int | float | bool) or v is None \
+            else json.dumps(v, default=str)
+        # a path that is not valid UTF-8 (surrogate-escaped bytes) prints with its bytes escaped
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    return [f"{k}: {shown(v)}" for k, v in record.items()]
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -20,6 +19,7 @@ from cellmae.data.cli import (
     RESCALE8_OPT,
     STORAGE_OPT,
 )
+from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
 
 _MODEL_HELP = (
     "What to embed with: a cellmae checkpoint dir (model.safetensors + config.json), an OpenPhenom "
@@ -72,7 +72,9 @@ def embed(
     rescale_uint8: bool | None = RESCALE8_OPT,
     storage_option: list[str] | None = STORAGE_OPT,
     cache_dir: Path | None = CACHE_DIR_OPT,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    progress: bool = PROGRESS,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
     """Featurize every well of SCREEN: tiles -> model block(s) -> pooled -> averaged per site and well.
 
@@ -82,8 +84,6 @@ def embed(
 
     Example: cellmae embed RUN/screen --model RUN/train/camae --out RUN/embed/camae --blocks 4,8,12
     """
-    from rich.console import Console
-
     from cellmae.data.cli import parse_channels
     from cellmae.data.readers.storage import parse_storage_options
     from cellmae.embed.distributed import launch_local, rank_info
@@ -103,35 +103,30 @@ def embed(
         num_workers=num_workers, best_block_file=best_block, seed=seed, screen_spec=screen_spec,
         reader_options=overrides, cache_dir=cache_dir,
     )
-    console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
-    if True:  # failures leave through the CLI's one error path
-        if processes > 1:
-            if overwrite:  # clear once here: ranks must not delete each other's fresh parts
-                import shutil
+    speaker = Speaker(quiet=quiet, as_json=as_json)
+    if processes > 1:
+        if overwrite:  # clear once here: ranks must not delete each other's fresh parts
+            import shutil
 
-                from cellmae.embed.writer import embedding_lock
+            from cellmae.embed.writer import embedding_lock
 
-                with embedding_lock(out, 0):  # not while another run writes there
-                    shutil.rmtree(out, ignore_errors=True)
-                options["overwrite"] = False
-            launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
-            from cellmae.utils.manifest import MANIFEST_FILE
+            with embedding_lock(out, 0):  # not while another run writes there
+                shutil.rmtree(out, ignore_errors=True)
+            options["overwrite"] = False
+        launch_local(_embed_rank, {"screen": str(screen), "model": model, "out": str(out), "options": options}, processes)
+        from cellmae.utils.manifest import MANIFEST_FILE
 
-            if as_json:
-                typer.echo(json.dumps({"processes": processes, "out_dir": str(out), "manifest": str(out / MANIFEST_FILE)}))
-            else:
-                console.print(f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
-            return
-        # --json: stdout carries the summary alone (the progress bar writes to the terminal)
-        summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0 and not as_json, **options)
-    if summary.extra.get("screen_spec"):
-        console.print(summary.extra["screen_spec"])
-    if as_json:
-        typer.echo(json.dumps(summary_dict(summary), default=str))
+        speaker.summary({"processes": processes, "out_dir": str(out), "manifest": str(out / MANIFEST_FILE)},
+                        f"done: {processes} processes -> {out} (manifest: {out / MANIFEST_FILE})")
         return
-    console.print(summary.line())
+    summary = run_embedding(str(screen), model, out, progress=rank_info().rank == 0 and progress and speaker.chatty,
+                            **options)
+    if summary.extra.get("screen_spec"):
+        speaker.say(str(summary.extra["screen_spec"]))
+    lines = [summary.line()]
     if summary.manifest is None:
-        console.print("other ranks are still writing their plates; the manifest appears when all are done")
+        lines.append("other ranks are still writing their plates; the manifest appears when all are done")
+    speaker.summary(summary_dict(summary), *lines)
 
 
 def summary_dict(summary) -> dict:

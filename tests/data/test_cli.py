@@ -33,8 +33,10 @@ def test_shards_build_and_inspect(make_rxrx, tmp_path) -> None:
     )
     res = runner.invoke(app, ["shards", "inspect", str(out)])
     assert res.exit_code == 0 and "cellmae-shards/1" in res.output
-    res = runner.invoke(app, ["shards", "inspect", str(root)])
+    res = runner.invoke(app, ["shards", "inspect", str(root), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["fields"] == 6
+    res = runner.invoke(app, ["shards", "inspect", str(root)])
+    assert res.exit_code == 0 and "fields: 6" in res.stdout.splitlines()
 
 
 def test_build_errors_name_the_file_and_skip_bad(make_rxrx, tmp_path) -> None:
@@ -79,6 +81,7 @@ def test_generic_options_from_the_command_line(example_fly_dir, tmp_path) -> Non
             "D=DNA,F=FITC,R=Rhodamine",
             "--experiment",
             "fly",
+            "--json",
         ],
     )
     assert res.exit_code == 0, res.output
