@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect  # `inspect` is a command below
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -29,31 +32,18 @@ def parse_channels(spec: str | None) -> dict[str, str] | list[str] | None:
     return items
 
 
-def screen_spec(
-    layout: str = "auto",
-    channels: str | None = None,
-    pattern: str | None = None,
-    experiment: str | None = None,
-    plate: str | None = None,
-    metadata_csv: str | None = None,
-    perturbation_csv: list[str] | None = None,
-    illum: bool | None = None,
-    low_pct: float | None = None,
-    high_pct: float | None = None,
-    rescale_uint8: bool | None = None,
-    storage_option: list[str] | None = None,
-    base=None,
-):
+def screen_spec(layout: str, channels: str | None, reader: ReaderOptions, base=None):
     """The ScreenSpec of the shared reader options (``shards build``/``inspect``, ``embed``): ``base``
     (a recorded spec) with every option given on the command line applied over it."""
     from cellmae.data.readers.storage import parse_storage_options
     from cellmae.data.spec import ScreenSpec
 
     return (base or ScreenSpec()).updated(
-        layout=None if layout == "auto" else layout, channels=parse_channels(channels), pattern=pattern,
-        experiment=experiment, plate=plate, metadata_csv=metadata_csv, perturbation_csv=perturbation_csv or None,
-        illum=illum, low_pct=low_pct, high_pct=high_pct, rescale_uint8=rescale_uint8,
-        storage_options=parse_storage_options(storage_option) or None,
+        layout=None if layout == "auto" else layout, channels=parse_channels(channels), pattern=reader.pattern,
+        experiment=reader.experiment, plate=reader.plate, metadata_csv=reader.metadata_csv,
+        perturbation_csv=reader.perturbation_csv or None, illum=reader.illum, low_pct=reader.low_pct,
+        high_pct=reader.high_pct, rescale_uint8=reader.rescale_uint8,
+        storage_options=parse_storage_options(reader.storage_option) or None,
     )
 
 
@@ -93,7 +83,54 @@ STORAGE_OPT = typer.Option(
 CACHE_DIR_OPT = typer.Option(None, "--cache-dir", help="Keep a local copy of remote image files here (fsspec filecache).")
 
 
+@dataclass(frozen=True)
+class ReaderOptions:
+    """The values of the shared reader options, as one object handed to the command."""
+
+    pattern: str | None = None
+    experiment: str | None = None
+    plate: str | None = None
+    metadata_csv: str | None = None
+    perturbation_csv: list[str] | None = None
+    illum: bool | None = None
+    low_pct: float | None = None
+    high_pct: float | None = None
+    rescale_uint8: bool | None = None
+    storage_option: list[str] | None = None
+    cache_dir: Path | None = None
+
+
+_READER_OPTIONS = {  # name -> (type, option): declared once for every command that reads a screen
+    "pattern": (str | None, PATTERN_OPT), "experiment": (str | None, EXPERIMENT_OPT), "plate": (str | None, PLATE_OPT),
+    "metadata_csv": (str | None, METADATA_CSV_OPT), "perturbation_csv": (list[str] | None, PERT_CSV_OPT),
+    "illum": (bool | None, ILLUM_OPT), "low_pct": (float | None, LOW_OPT), "high_pct": (float | None, HIGH_OPT),
+    "rescale_uint8": (bool | None, RESCALE8_OPT), "storage_option": (list[str] | None, STORAGE_OPT),
+    "cache_dir": (Path | None, CACHE_DIR_OPT),
+}
+
+
+def with_reader_options(command):
+    """Give a typer command the shared reader options; it receives them as ``reader: ReaderOptions``.
+
+    Typer builds a command's options from its signature and has no option groups, so without this
+    every command that reads a screen would list the same eleven parameters again.
+    """
+    own = pyinspect.signature(command, eval_str=True)
+    params = [p for p in own.parameters.values() if p.name != "reader"]
+    params += [pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp)
+               for name, (tp, opt) in _READER_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        reader = ReaderOptions(**{name: kwargs.pop(name) for name in _READER_OPTIONS})
+        return command(reader=reader, **kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=params)
+    return wrapper
+
+
 @shards_app.command("build")
+@with_reader_options
 def build(
     screen_path: str = typer.Argument(
         ..., help="Screen folder or CSV (RxRx metadata.csv / load_data.csv / RxRx3-core shards); a path or URL."
@@ -130,21 +167,11 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing shard folder."),
     part_fields: int = typer.Option(1024, help="Fields per resumable part (a rerun keeps finished parts)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished parts of an interrupted build."),
-    pattern: str | None = PATTERN_OPT,
     channels: str | None = CHANNELS_OPT,
-    experiment: str | None = EXPERIMENT_OPT,
-    plate: str | None = PLATE_OPT,
-    metadata_csv: str | None = METADATA_CSV_OPT,
-    perturbation_csv: list[str] | None = PERT_CSV_OPT,
-    illum: bool | None = ILLUM_OPT,
-    low_pct: float | None = LOW_OPT,
-    high_pct: float | None = HIGH_OPT,
-    rescale_uint8: bool | None = RESCALE8_OPT,
-    storage_option: list[str] | None = STORAGE_OPT,
-    cache_dir: Path | None = CACHE_DIR_OPT,
     progress: bool = PROGRESS,
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    reader: ReaderOptions = None,
 ) -> None:
     """Cut crops from every field of a screen and write them, with metadata, as LitData shards.
 
@@ -155,10 +182,9 @@ def build(
     from cellmae.data.readers import open_screen
     from cellmae.data.shards import build_shards
 
-    spec = screen_spec(layout, channels, pattern, experiment, plate, metadata_csv, perturbation_csv, illum,
-                       low_pct, high_pct, rescale_uint8, storage_option)
+    spec = screen_spec(layout, channels, reader)
     # Failures (ReadError, SchemaError, OSError ...) leave through the CLI's one error path.
-    screen = open_screen(screen_path, spec=spec, cache_dir=cache_dir)
+    screen = open_screen(screen_path, spec=spec, cache_dir=reader.cache_dir)
     qc_cfg = QCConfig(channel=qc_channel, min_foreground=min_foreground, min_focus=min_focus) if qc else None
     rep = build_shards(
         screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,
@@ -174,25 +200,16 @@ def build(
 
 
 @shards_app.command("inspect")
+@with_reader_options
 def inspect(
     path: str = typer.Argument(..., help="A shard folder, or a screen folder / CSV (a path or URL)."),
     layout: str = LAYOUT_OPT,
-    pattern: str | None = PATTERN_OPT,
     channels: str | None = CHANNELS_OPT,
-    experiment: str | None = EXPERIMENT_OPT,
-    plate: str | None = PLATE_OPT,
-    metadata_csv: str | None = METADATA_CSV_OPT,
-    perturbation_csv: list[str] | None = PERT_CSV_OPT,
-    illum: bool | None = ILLUM_OPT,
-    low_pct: float | None = LOW_OPT,
-    high_pct: float | None = HIGH_OPT,
-    rescale_uint8: bool | None = RESCALE8_OPT,
-    storage_option: list[str] | None = STORAGE_OPT,
-    cache_dir: Path | None = CACHE_DIR_OPT,
     check_files: bool = typer.Option(
         False, "--check-files", help="Screens: also list metadata rows whose image files are missing."
     ),
     as_json: bool = JSON,
+    reader: ReaderOptions = None,
 ) -> None:
     """Print the summary of a shard set (channels, crops, QC) or of a screen (fields, wells, channels)."""
     from cellmae.data.readers.storage import is_url
@@ -205,9 +222,8 @@ def inspect(
         return
     from cellmae.data.readers import open_screen
 
-    spec = screen_spec(layout, channels, pattern, experiment, plate, metadata_csv, perturbation_csv, illum,
-                       low_pct, high_pct, rescale_uint8, storage_option)
-    screen = open_screen(path, spec=spec, cache_dir=cache_dir)
+    spec = screen_spec(layout, channels, reader)
+    screen = open_screen(path, spec=spec, cache_dir=reader.cache_dir)
     summary = screen.summary()
     lines = _summary_lines(summary)
     if check_files:

@@ -6,19 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cellmae.data.cli import (
-    CACHE_DIR_OPT,
-    EXPERIMENT_OPT,
-    HIGH_OPT,
-    ILLUM_OPT,
-    LOW_OPT,
-    METADATA_CSV_OPT,
-    PATTERN_OPT,
-    PERT_CSV_OPT,
-    PLATE_OPT,
-    RESCALE8_OPT,
-    STORAGE_OPT,
-)
+from cellmae.data.cli import ReaderOptions, with_reader_options
 from cellmae.utils.cli_options import JSON, PROGRESS, QUIET, Speaker
 
 _MODEL_HELP = (
@@ -30,6 +18,7 @@ _MODEL_HELP = (
 )
 
 
+@with_reader_options
 def embed(
     screen: str = typer.Argument(
         ..., help="Screen folder or CSV (RxRx, RxRx3-core, Cell Painting/JUMP, generic; see --layout); a path or URL."
@@ -61,20 +50,10 @@ def embed(
         help="Reader options recorded by a shard build, an embed run or a training run: a spec JSON, a shard folder, "
         "an embed folder or a model/training folder (default: the --model's training run, when it records one).",
     ),
-    pattern: str | None = PATTERN_OPT,
-    experiment: str | None = EXPERIMENT_OPT,
-    plate: str | None = PLATE_OPT,
-    metadata_csv: str | None = METADATA_CSV_OPT,
-    perturbation_csv: list[str] | None = PERT_CSV_OPT,
-    illum: bool | None = ILLUM_OPT,
-    low_pct: float | None = LOW_OPT,
-    high_pct: float | None = HIGH_OPT,
-    rescale_uint8: bool | None = RESCALE8_OPT,
-    storage_option: list[str] | None = STORAGE_OPT,
-    cache_dir: Path | None = CACHE_DIR_OPT,
     progress: bool = PROGRESS,
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    reader: ReaderOptions = None,
 ) -> None:
     """Featurize every well of SCREEN: tiles -> model block(s) -> pooled -> averaged per site and well.
 
@@ -93,15 +72,16 @@ def embed(
         raise typer.BadParameter(f"--tile {tile!r}: expected a number of pixels, 'auto' or 'full'")
     token_map = channels is not None and "=" in channels  # names the reader's files; a plain list picks channels
     # The reader options given here apply over the screen spec (--screen-spec, or the training run's).
-    overrides = dict(channels=parse_channels(channels) if token_map else None, pattern=pattern, experiment=experiment,
-                     plate=plate, metadata_csv=metadata_csv, perturbation_csv=perturbation_csv or None, illum=illum,
-                     low_pct=low_pct, high_pct=high_pct, rescale_uint8=rescale_uint8,
-                     storage_options=parse_storage_options(storage_option))
+    overrides = dict(channels=parse_channels(channels) if token_map else None, pattern=reader.pattern,
+                     experiment=reader.experiment, plate=reader.plate, metadata_csv=reader.metadata_csv,
+                     perturbation_csv=reader.perturbation_csv or None, illum=reader.illum, low_pct=reader.low_pct,
+                     high_pct=reader.high_pct, rescale_uint8=reader.rescale_uint8,
+                     storage_options=parse_storage_options(reader.storage_option))
     options = dict(
         blocks=blocks, tile=tile if tile in ("auto", "full") else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
         layout=layout, channels=None if token_map else channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
         num_workers=num_workers, best_block_file=best_block, seed=seed, screen_spec=screen_spec,
-        reader_options=overrides, cache_dir=cache_dir,
+        reader_options=overrides, cache_dir=reader.cache_dir,
     )
     speaker = Speaker(quiet=quiet, as_json=as_json)
     if processes > 1:
