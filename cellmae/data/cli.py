@@ -164,6 +164,9 @@ def build(
     compression: str | None = typer.Option(
         None, help="LitData chunk compression, e.g. zstd (default: none)."
     ),
+    keep_wells: Path | None = typer.Option(
+        None, "--keep-wells", help="CSV of (experiment, plate, well) keys, e.g. `cellmae curate`'s kept_wells.csv: "
+        "shard only these wells (train with the same file as data.keep_wells)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing shard folder."),
     part_fields: int = typer.Option(1024, help="Fields per resumable part (a rerun keeps finished parts)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished parts of an interrupted build."),
@@ -185,6 +188,10 @@ def build(
     spec = screen_spec(layout, channels, reader)
     # Failures (ReadError, SchemaError, OSError ...) leave through the CLI's one error path.
     screen = open_screen(screen_path, spec=spec, cache_dir=reader.cache_dir)
+    if keep_wells is not None:
+        from cellmae.data.readers.subset import read_well_list
+
+        screen = screen.subset(read_well_list(keep_wells))
     qc_cfg = QCConfig(channel=qc_channel, min_foreground=min_foreground, min_focus=min_focus) if qc else None
     rep = build_shards(
         screen, out, crop_size=crop_size, crops_per_field=crops_per_field or None, mode=mode, seed=seed, qc=qc_cfg,

@@ -25,6 +25,12 @@ def rebuild_hint(shard_dir: str | Path) -> str:
     return f"cellmae shards build SCREEN --out {shard_dir} --overwrite"
 
 
+def is_shard_dir(path: str | Path) -> bool:
+    """True for a folder that claims to be a cellmae shard set (``cellmae_shards.json``); whether it is
+    complete is checked when it is opened (:func:`read_shard_info` refuses a missing or stale manifest)."""
+    return (Path(path) / INFO_FILE).is_file()
+
+
 def read_shard_info(shard_dir: str | Path, *, deep: bool = False) -> dict:
     """The ``cellmae_shards.json`` of a complete shard set (channels, crop size, counts).
 

@@ -25,6 +25,7 @@ from cellmae.layout import (
     SCALING_PLOT_FILE,
     SCALING_RUNS_DIR,
     SCALING_TABLE_FILE,
+    SHARDS_DIR,
     TRAIN_CONFIG_FILE,
     TRAIN_SUMMARY_FILE,
 )
@@ -93,8 +94,9 @@ def run_scaling_study(
     env: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Run every (model, fraction) job not yet finished, then write and return the summary table."""
+    from cellmae.data.shards import ensure_shards
     from cellmae.train.config import load_config
-    from cellmae.train.run import model_img_size, prepare_shards
+    from cellmae.train.run import training_crop_size
 
     out_dir = Path(out_dir)
     models, fractions, overrides = list(models), [float(f) for f in fractions], list(overrides)
@@ -106,7 +108,9 @@ def run_scaling_study(
     base = load_config(config, overrides)
     for m in models:  # fail before any job on a bad model name or override
         load_config(config, [*overrides, f"model.name={m}"])
-    shard_dir = prepare_shards(shards, out_dir, base, base.data.crop_size or model_img_size(base) or 64)
+    shard_dir = ensure_shards(shards, out_dir / SHARDS_DIR, crop_size=training_crop_size(base),
+                              crops_per_field=base.data.crops_per_field, seed=base.seed, keep_wells=base.data.keep_wells,
+                              progress=False)
     rows = []
     for model in models:
         for fraction in fractions:

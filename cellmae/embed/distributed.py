@@ -11,35 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from cellmae.utils.ranks import RankInfo, rank_info
 
-@dataclass(frozen=True)
-class RankInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-
-def rank_info(env: Mapping[str, str] | None = None) -> RankInfo:
-    """This process's rank from torchrun or SLURM variables (single process when none is set)."""
-    env = os.environ if env is None else env
-    for r, w, lr, lw in (
-        ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
-        ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"),
-    ):
-        if r in env and w in env:
-            world = int(env[w])
-            local_world = int(str(env.get(lw, world)).split("(")[0])
-            info = RankInfo(int(env[r]), world, int(env.get(lr, 0)), local_world)
-            if not 0 <= info.rank < info.world_size:
-                raise ValueError(f"rank {info.rank} is outside world size {info.world_size} ({r}/{w})")
-            return info
-    return RankInfo()
+__all__ = ["RankInfo", "device_for_rank", "launch_local", "plates_for_rank", "rank_info"]
 
 
 def plates_for_rank(plate_sizes: Mapping[str, int], rank: int, world_size: int) -> list[str]:

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train", help=TRAIN_HELP)
     def train(
-        shards: Path = typer.Argument(None, help="Shard folder (cellmae shards) or a screen folder (sharded into "
-                                      "OUT/shards first)."),
+        shards: Path = typer.Argument(None, help="Shard folder (cellmae shards build), or a screen folder: its shards "
+                                      "are built into OUT/shards first (of the data.keep_wells wells when set)."),
         out: Path = typer.Option(None, "--out", "-o", help="Run folder, conventionally RUN/train/<model>."),
         config: str = typer.Option("tiny-camae", "--config", "-c", help="Preset name or YAML file."),
         overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
@@ -59,12 +59,19 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("SHARDS and --out are required to train")
         if not (progress and not quiet):
             cfg.trainer.progress_bar = False
+        from cellmae.data.shards import ensure_shards
+        from cellmae.layout import SHARDS_DIR
         from cellmae.train.module_base import NonFiniteLossError
-        from cellmae.train.run import run_training
+        from cellmae.train.run import check_out_dir, run_training, training_crop_size
         from cellmae.utils.errors import InputError
 
+        check_out_dir(out, cfg, resume)  # before building shards: a clobbered run is refused first
+        # The command composes the two stages: shards of a screen (by rank 0; other ranks wait), then training.
+        shard_dir = ensure_shards(shards, out / SHARDS_DIR, crop_size=training_crop_size(cfg),
+                                  crops_per_field=cfg.data.crops_per_field, seed=cfg.seed,
+                                  keep_wells=cfg.data.keep_wells, progress=cfg.trainer.progress_bar)
         try:
-            run_training(cfg, shards, out, resume=resume)
+            run_training(cfg, shard_dir, out, resume=resume)
         except NonFiniteLossError as e:  # a diverged run is the user's to fix (lr, precision), not a bug
             raise InputError(str(e)) from e
         from lightning.fabric.utilities.rank_zero import rank_zero_only

@@ -16,18 +16,11 @@ import lightning.pytorch as pl
 
 from cellmae.data.shard_reader import (
     CROPS_FILE,
-    INFO_FILE,
     read_crops_table,
     read_shard_info,
     shard_dataloader,
 )
 from cellmae.train.config import TrainConfig
-
-
-def is_shard_dir(path: str | Path) -> bool:
-    """True for a folder that claims to be a cellmae shard set (``cellmae_shards.json``); whether it is
-    complete is checked when it is opened (:func:`read_shard_info` refuses a missing or stale manifest)."""
-    return (Path(path) / INFO_FILE).is_file()
 
 
 class ShardDataModule(pl.LightningDataModule):

@@ -18,7 +18,7 @@ from cellmae.layout import (
     MODEL_CARD_FILE,
     MODEL_CONFIG_FILE,
     MODEL_WEIGHTS_FILE,
-    SHARDS_DIR,
+    SHARDS_INFO_FILE,
     TRAIN_CHECKPOINT_DIR,
     TRAIN_CONFIG_FILE,
     TRAIN_LAST_CHECKPOINT,
@@ -32,6 +32,7 @@ from cellmae.train.config import (
     config_to_yaml,
     load_config,
 )
+from cellmae.utils.errors import InputError
 
 # Keys that may change between a run and its resume (how long / on what hardware / what is logged).
 RESUMABLE_CHANGES = (
@@ -43,48 +44,27 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _global_rank() -> int:
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
+def checked_shard_dir(shards_dir: str | Path, cfg: TrainConfig) -> Path:
+    """``shards_dir`` when it is a shard set (of the ``data.keep_wells`` list when one is set), else a one-line
+    error saying how to build one."""
+    from cellmae.data.shard_reader import is_shard_dir
+    from cellmae.data.shards import check_kept_wells
 
-
-def prepare_shards(data: str | Path, out_dir: Path, cfg: TrainConfig, crop_size: int,
-                   wait_s: float = 3600.0) -> Path:
-    """A shard folder for ``data``: itself when it is one, else shards built from the screen folder into
-    ``OUT/shards`` (by global rank 0; other ranks wait for the atomic rename)."""
-    from cellmae.train.datamodule import is_shard_dir
-
-    data = Path(data)
-    if is_shard_dir(data):
-        if cfg.data.keep_wells:
-            raise ConfigError(f"data.keep_wells needs a screen folder, but {data} is already a shard set; pass the "
-                              "screen folder so the curated shards are built into OUT/shards")
-        return data
-    if not data.exists():
-        raise FileNotFoundError(f"--shards {data}: no such folder (expected a shard set or a screen folder)")
-    shard_dir = out_dir / SHARDS_DIR
-    if is_shard_dir(shard_dir):
-        return shard_dir
-    if _global_rank() != 0:
-        deadline = time.monotonic() + wait_s
-        while not is_shard_dir(shard_dir):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"rank {_global_rank()}: {shard_dir} did not appear within {wait_s:.0f}s")
-            time.sleep(2.0)
-        return shard_dir
-    from cellmae.data.readers import open_screen
-    from cellmae.data.shards import build_shards
-
-    screen = open_screen(data)
+    shard_dir = Path(shards_dir)
+    if not shard_dir.exists():
+        raise FileNotFoundError(f"{shard_dir}: no such shard folder")
+    if not is_shard_dir(shard_dir):
+        raise InputError(f"{shard_dir}: not a shard set (no {SHARDS_INFO_FILE}); build one with `cellmae shards build "
+                         f"{shard_dir} -o RUN/shards`, or give the screen folder to `cellmae train`, which builds its "
+                         "shards into OUT/shards")
     if cfg.data.keep_wells:
-        from cellmae.data.readers.subset import read_well_list
-
-        screen = screen.subset(read_well_list(cfg.data.keep_wells))
-    build_shards(screen, shard_dir, crop_size=crop_size, crops_per_field=cfg.data.crops_per_field, seed=cfg.seed,
-                 progress=cfg.trainer.progress_bar)
+        check_kept_wells(shard_dir, cfg.data.keep_wells)
     return shard_dir
+
+
+def training_crop_size(cfg: TrainConfig) -> int:
+    """The crop side shards for ``cfg`` are cut at: ``data.crop_size``, else the model's input size, else 64."""
+    return cfg.data.crop_size or model_img_size(cfg) or 64
 
 
 def build_model(cfg: TrainConfig, *, channels: tuple[str, ...] | None = None, num_classes: int | None = None):
@@ -124,7 +104,7 @@ def model_img_size(cfg: TrainConfig) -> int | None:
         raise ConfigError(f"model.name: {e}") from None
 
 
-def _check_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+def check_out_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
     """Refuse to clobber a previous run; on resume check the config matches and find the checkpoint."""
     from cellmae.train.checkpointing import find_resume_checkpoint
 
@@ -155,8 +135,10 @@ def run_training(
     resume: bool = False,
     callbacks: Iterable[Any] = (),
 ) -> Path:
-    """Train per ``config`` (preset name, YAML path, dict or TrainConfig) + ``overrides`` on ``shards_dir``
-    (a shard set, or a screen folder that is sharded into ``OUT/shards`` first); return ``out_dir``.
+    """Train per ``config`` (preset name, YAML path, dict or TrainConfig) + ``overrides`` on the shard set
+    ``shards_dir``; return ``out_dir``. Shards of a screen come from ``cellmae shards build`` or
+    :func:`cellmae.data.shards.ensure_shards` (what ``cellmae train SCREEN`` does); a shard set trained with
+    ``data.keep_wells`` must have been built from that well list.
 
     ``resume=True`` continues from ``OUT/checkpoints/last.ckpt`` (model, optimizer, schedule, step,
     data position) when it exists and starts fresh otherwise. Raises ConfigError for a bad config,
@@ -173,10 +155,10 @@ def run_training(
 
     cfg = load_config(config, overrides)
     out_dir = Path(out_dir)
-    ckpt = _check_out_dir(out_dir, cfg, resume)
+    ckpt = check_out_dir(out_dir, cfg, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     img_size = model_img_size(cfg)
-    shard_dir = prepare_shards(shards_dir, out_dir, cfg, cfg.data.crop_size or img_size or 64)
+    shard_dir = checked_shard_dir(shards_dir, cfg)
     data = ShardDataModule(shard_dir, cfg)
     if img_size is not None and data.crop_size != img_size:
         raise ConfigError(f"{shard_dir}: crops are {data.crop_size}px but model {cfg.model.name!r} takes {img_size}px; "

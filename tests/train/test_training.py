@@ -52,10 +52,16 @@ def test_tiny_camae_learns_on_the_simulated_screen(sim_shards: Path, tmp_path: P
 def test_tiny_camae_learns_on_real_example_fly_crops(example_fly_dir: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich drops progress columns that do not fit the terminal
-    # the screen folder itself: shards (32 random 32px crops per field) are built into OUT/shards first
-    out = run_training("tiny-camae", example_fly_dir, tmp_path / "fly",
-                       overrides=tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100,
-                                                   "data.crops_per_field": 32, "trainer.progress_bar": True}))
+    # composed as `cellmae train SCREEN` does: shards (32 random 32px crops per field) into OUT/shards, then training
+    from cellmae.data.shards import ensure_shards
+    from cellmae.train.config import load_config
+    from cellmae.train.run import training_crop_size
+
+    cfg = load_config("tiny-camae", tiny_overrides(**{"trainer.max_steps": 16, "checkpoint.every_n_steps": 100,
+                                                      "data.crops_per_field": 32, "trainer.progress_bar": True}))
+    shards = ensure_shards(example_fly_dir, tmp_path / "fly" / "shards", crop_size=training_crop_size(cfg),
+                           crops_per_field=cfg.data.crops_per_field, seed=cfg.seed, progress=False)
+    out = run_training(cfg, shards, tmp_path / "fly")
     shown = capsys.readouterr().out
     assert "crops/s" in shown and "loss" in shown  # the rich progress bar with throughput
     m = pd.read_csv(out / "metrics.csv")
