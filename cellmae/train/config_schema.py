@@ -38,11 +38,11 @@ class DataConfig:
     num_workers: int = _opt(2, "data loader worker processes per device", ge=0)
     shuffle: bool = _opt(True, "shuffle crops (deterministic given seed and epoch)")
     drop_last: bool = _opt(True, "drop the last incomplete batch of an epoch")
-    crop_size: int | None = _opt(None, "crop size when shards are built from a screen folder (None: the model's "
-                                 "img_size)", ge=8)
-    crops_per_field: int = _opt(16, "random crops per field when shards are built from a screen folder", ge=1)
+    crop_size: int | None = _opt(None, "crop size when `cellmae train SCREEN` builds shards (None: the "
+                                 "model's img_size)", ge=8)
+    crops_per_field: int = _opt(16, "random crops per field when `cellmae train SCREEN` builds shards", ge=1)
     keep_wells: str | None = _opt(None, "kept_wells.csv from `cellmae curate`: train only on these wells "
-                                  "(applies when shards are built from a screen folder)")
+                                  "(`cellmae train SCREEN` builds shards of them; a shard set must have been built from this list)")
     fraction: float = _opt(1.0, "fraction of the shard set to train on (data-size axis of scaling studies)",
                            gt=0.0, le=1.0)
     label_column: str = _opt("Metadata_Perturbation", "metadata column holding the class label (wsl task)")
