@@ -61,6 +61,10 @@ def bench(
     probe_groups: Path = typer.Option(
         None, "--probe-groups", help="Functional groups for the group probe (a proxy task: use groups that the "
         "evaluation does not score). Default: no group probe.", exists=True, dir_okay=False),
+    probe_map: Path = typer.Option(
+        None, "--probe-map", help="Folder of block{NN} maps of a separate proxy screen (same model, same blocks): "
+        "the probes run on it instead of MAP_DIR, so the block is chosen on a screen the evaluation does not score. "
+        "Default: probe MAP_DIR's held-out perturbations.", exists=True, file_okay=False),
     probe_folds: str = typer.Option("Metadata_Plate", "--probe-folds", help="Probe folds are grouped by this column "
                                     "(held-out plates)."),
     probe_evaluation: bool = typer.Option(
@@ -101,11 +105,14 @@ def bench(
         gene_types=[t.strip() for t in gene_types.split(",") if t.strip()] or None,
     )
     if is_map_dir(map_dir) or not layout.block_dirs(map_dir):  # one map, or the user's own table
+        if probe_map is not None:
+            raise typer.BadParameter(f"{map_dir} is one map, not a folder of block{{NN}} maps: there is no block to "
+                                     "choose", param_hint="--probe-map")
         summary = run_bench(map_dir, out, opts)
         speaker.summary({"out": str(out), **summary}, *describe(summary), f"wrote {out}")
         return
     result = run_blocks(map_dir, out, opts, embed_model_dir=embed_dir, bench=not probes_only,
-                        probe_groups=probe_groups, probe_metric=probe_metric, probe_folds=probe_folds,
+                        probe_groups=probe_groups, probe_map_dir=probe_map, probe_metric=probe_metric, probe_folds=probe_folds,
                         held_out=not probe_evaluation, force=force, progress=progress and speaker.chatty,
                         say=speaker.say)
     best = result.best
