@@ -159,3 +159,20 @@ def test_bench_probe_map_needs_the_same_blocks(tmp_path, synth):
     one = CliRunner().invoke(app, ["bench", str(evaluation / "block03"), "--out", str(tmp_path / "o1"),
                                    "--probe-map", str(proxy)])
     assert one.exit_code == 2 and "--probe-map" in one.output
+
+
+def test_bench_negative_control_perturbations(tmp_path, synth, screen_wells):
+    map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
+    base = ["bench", str(map_dir), "--map-null-size", "200", "--null-size", "200", "--consistency-null", "negative-controls"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o1")])
+    assert res.exit_code == 2 and "--negative-controls" in res.output and not (tmp_path / "o1").exists()
+    names = tmp_path / "unexpressed.txt"
+    names.write_text("# genes without phenotype\n" + "\n".join(synth.INERT_GENES) + "\n")
+    out = tmp_path / "o2"
+    res = CliRunner().invoke(app, [*base, "--out", str(out), "--negative-controls", str(names),
+                                   "--replicate-null", "negative-controls"])
+    assert res.exit_code == 0, res.output
+    cons = pd.read_csv(out / "consistency.csv")
+    assert (cons["null_from"] == "negative-controls").all() and not set(synth.INERT_GENES) & set(cons["Metadata_Perturbation"])
+    test = json.loads((out / "summary.json").read_text())["consistency"]["replicate_test"]
+    assert test["null"] == "negative-controls" and test["negative_controls"] == 4
