@@ -11,6 +11,8 @@ stage, the demo and the report ask it. The layout (see docs/ARCHITECTURE.md)::
       map/<model>/blockNN/             aligned.parquet, aggregated.parquet, map.json, manifest.json
       bench/<model>/blockNN/           recall.csv, consistency.csv, ..., summary.json, manifest.json
       bench/<model>/                   probes.csv, best_block.json (the block choice)
+      proxy/{screen,embed,map}/        the demo's proxy screen: the probes that choose the block run here
+      transfer/{screen,embed,map,bench}/  the demo's channel-transfer screen
       report.html
 
 It depends on nothing but the standard library, so any stage (and ``cellmae --help``) can import it.
@@ -86,6 +88,7 @@ CURATION_REPORT_FILE = "curation_report.json"
 REPORT_FILE = "report.html"
 DEMO_FILE = "demo.json"
 TRANSFER_DIR = "transfer"  # RUN/transfer is a run folder of its own (screen/, embed/, map/, bench/)
+PROXY_DIR = "proxy"  # RUN/proxy: the demo's proxy screen for block selection (screen/, embed/, map/)
 
 # the scaling study (cellmae.demo.scaling): one training run per grid cell under runs/, one table, one plot
 SCALING_TABLE_FILE = "scaling.csv"
@@ -186,6 +189,10 @@ class RunDir:
     @property
     def transfer(self) -> RunDir:
         return RunDir(self.root / TRANSFER_DIR)
+
+    @property
+    def proxy(self) -> RunDir:
+        return RunDir(self.root / PROXY_DIR)
 
     def stage(self, stage: str) -> Path:
         """``RUN/<stage>`` for ``train``, ``embed``, ``map`` or ``bench`` (the folder of per-model folders)."""

@@ -60,6 +60,9 @@ class BenchOptions:
     consistency_null: str = "other"
     replicate_null: str = "random-pairs"
     replicate_null_size: int = 10000
+    # negative-control perturbations (e.g. unexpressed genes): EFAAR's null for consistency_null and
+    # replicate_null "negative-controls"
+    negative_controls: Sequence[str] | None = None
     map_null_size: int = 10000
     n_negatives: int = 20  # RxRx3-core: max(2 x targets, this) negatives per compound
     max_groups: int | None = 250
@@ -233,13 +236,14 @@ def run_bench(map_dir: str | Path, out_dir: str | Path, opts: BenchOptions | Non
         tables[layout.BENCH_RECALL_FILE] = _recall(aggregated, opts)
         summary["recall"] = recall_summary(tables[layout.BENCH_RECALL_FILE])
 
-    cons = replicate_consistency(aligned, n_null=opts.n_null, null_from=opts.consistency_null, seed=opts.seed)
+    cons = replicate_consistency(aligned, n_null=opts.n_null, null_from=opts.consistency_null,
+                                 negative_controls=opts.negative_controls, seed=opts.seed)
     tables[layout.BENCH_CONSISTENCY_FILE] = cons
     summary["consistency"] = consistency_summary(cons)
     try:
         summary["consistency"]["replicate_test"] = replicate_similarity_test(
             aligned, batch_column=opts.batch_column, null=opts.replicate_null, n_null=opts.replicate_null_size,
-            seed=opts.seed)
+            negative_controls=opts.negative_controls, seed=opts.seed)
     except ValueError as e:
         summary["consistency"]["replicate_test"] = None
         skipped["replicate_test"] = str(e)

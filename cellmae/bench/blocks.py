@@ -48,6 +48,7 @@ def run_blocks(
     probes: bool = True,
     probes_optional: bool = False,
     probe_groups: Path | None = None,
+    probe_map_dir: str | Path | None = None,
     probe_metric: str = DEFAULT_METRIC,
     probe_folds: str = PLATE,
     held_out: bool = True,
@@ -61,6 +62,9 @@ def run_blocks(
     ``embed_model_dir``: raw embeddings (``RUN/embed/<model>``, its ``blockNN`` folders pair with the
     maps) for the before/after batch diagnostic. ``bench=False`` runs only the probes. ``probes=False``
     removes a previous ``probes.csv`` / ``best_block.json`` (they would name blocks of another run).
+    ``probe_map_dir``: probe the blocks of another screen's maps (a proxy screen, ViTally's protocol:
+    block selection on tasks separate from the evaluation); its block numbers must be those of
+    ``map_model_dir``. Default: probe ``map_model_dir`` itself.
     ``held_out``: the probes leave out every perturbation the evaluation scores (relationships and
     groups), so the block is never chosen on evaluation labels. ``probes_optional``: when no
     held-out perturbation is left to probe, record why instead of failing. ``force`` redoes blocks
@@ -91,8 +95,9 @@ def run_blocks(
         _remove_choice(out_dir)
         return result
     exclude = _evaluation_perturbations(opts) if held_out else set()
+    probed = map_model_dir if probe_map_dir is None else _proxy_blocks(Path(probe_map_dir), blocks)
     try:
-        table = probe_blocks(map_model_dir, read_groups(probe_groups) if probe_groups else None, exclude=exclude,
+        table = probe_blocks(probed, read_groups(probe_groups) if probe_groups else None, exclude=exclude,
                              fold_column=probe_folds, progress=progress, seed=opts.seed)
     except ValueError as e:
         if not probes_optional:
@@ -101,11 +106,23 @@ def run_blocks(
         _remove_choice(out_dir)
         return result
     protocol = {"held_out_perturbations": len(exclude), "fold_column": probe_folds,
-                "group_probe": str(probe_groups) if probe_groups else None}
+                "group_probe": str(probe_groups) if probe_groups else None,
+                "probe_screen": str(probe_map_dir) if probe_map_dir is not None else None}
     result.probes = table
     result.best = write_probes(table, out_dir, probe_metric, protocol=protocol,
                                evaluation_recall=evaluation_recall_by_block(out_dir))
     return result
+
+
+def _proxy_blocks(probe_map_dir: Path, blocks: dict[int, Path]) -> Path:
+    """``probe_map_dir`` after checking that it holds complete maps of the same blocks as the evaluation."""
+    proxy = block_dirs(probe_map_dir)
+    if sorted(proxy) != sorted(blocks):
+        raise ValueError(f"--probe-map {probe_map_dir}: blocks {sorted(proxy)} differ from the evaluation's "
+                         f"{sorted(blocks)}; embed and map both screens with the same --blocks")
+    for d in proxy.values():
+        check_map_dir(d)
+    return probe_map_dir
 
 
 def _embed_block(embed_model_dir: str | Path | None, name: str) -> Path | None:

@@ -48,10 +48,16 @@ def bench(
         exists=True),
     batch_column: str = typer.Option(EXPERIMENT, "--batch-column", help="Metadata column naming the batch."),
     null_size: int = typer.Option(2000, "--null-size", min=1, help="Random replicate sets in the consistency null."),
-    consistency_null: str = typer.Option("other", "--consistency-null", help="Null sets from 'other' wells or 'controls'."),
+    consistency_null: str = typer.Option(
+        "other", "--consistency-null", help="Per-perturbation consistency null: random well sets from 'other' wells "
+        "or 'controls', or 'negative-controls' (EFAAR: the scores of the --negative-controls perturbations)."),
     replicate_null: str = typer.Option(
         "random-pairs", "--replicate-null", help="Null of the KS / Cramer-von Mises replicate test: 'random-pairs' "
-        "(wells of different perturbations, different batches) or 'negative-controls' (EFAAR: pairs of control wells)."),
+        "(wells of different perturbations, different batches) or 'negative-controls' (EFAAR: cross-batch replicate "
+        "pairs of the --negative-controls perturbations, or of control wells when none are given)."),
+    negative_controls: Path = typer.Option(
+        None, "--negative-controls", help="Negative-control perturbations, one name per line (e.g. unexpressed "
+        "genes), for the 'negative-controls' nulls.", exists=True, dir_okay=False),
     map_null_size: int = typer.Option(10000, "--map-null-size", min=10, help="copairs null size for mAP p-values."),
     max_groups: int = typer.Option(250, "--max-groups", min=2, help="At most this many functional groups (a seeded sample) in consistency mAP: its cost grows with (genes in them)^2."),
     n_negatives: int = typer.Option(20, "--negatives", min=1, help="Compound-gene: at least this many sampled "
@@ -61,6 +67,10 @@ def bench(
     probe_groups: Path = typer.Option(
         None, "--probe-groups", help="Functional groups for the group probe (a proxy task: use groups that the "
         "evaluation does not score). Default: no group probe.", exists=True, dir_okay=False),
+    probe_map: Path = typer.Option(
+        None, "--probe-map", help="Folder of block{NN} maps of a separate proxy screen (same model, same blocks): "
+        "the probes run on it instead of MAP_DIR, so the block is chosen on a screen the evaluation does not score. "
+        "Default: probe MAP_DIR's held-out perturbations.", exists=True, file_okay=False),
     probe_folds: str = typer.Option("Metadata_Plate", "--probe-folds", help="Probe folds are grouped by this column "
                                     "(held-out plates)."),
     probe_evaluation: bool = typer.Option(
@@ -81,14 +91,18 @@ def bench(
     """
     from cellmae.bench.benchmark import BenchOptions, describe, run_bench
     from cellmae.bench.blocks import run_blocks
-    from cellmae.bench.inputs import is_map_dir
+    from cellmae.bench.inputs import is_map_dir, read_perturbation_list
     from cellmae.bench.relationships import resolve_sources
     from cellmae.data.profiles import parse_features
     from cellmae.layout import BENCH_PROBES_FILE, BEST_BLOCK_FILE
 
     speaker = Speaker(quiet=quiet, as_json=as_json)
-    if consistency_null not in ("other", "controls"):
-        raise typer.BadParameter(f"must be 'other' or 'controls', got {consistency_null!r}", param_hint="--consistency-null")
+    if consistency_null not in ("other", "controls", "negative-controls"):
+        raise typer.BadParameter(f"must be 'other', 'controls' or 'negative-controls', got {consistency_null!r}",
+                                 param_hint="--consistency-null")
+    if consistency_null == "negative-controls" and negative_controls is None:
+        raise typer.BadParameter("'negative-controls' needs --negative-controls FILE (the negative-control "
+                                 "perturbations, one per line)", param_hint="--consistency-null")
     if replicate_null not in ("random-pairs", "negative-controls"):
         raise typer.BadParameter(f"must be 'random-pairs' or 'negative-controls', got {replicate_null!r}",
                                  param_hint="--replicate-null")
@@ -96,16 +110,20 @@ def bench(
     opts = BenchOptions(
         relationships=rels, relationship_names=list(sources) if sources else None, groups=groups,
         truth_compounds=truth_compounds, embed_dir=embed_dir, batch_column=batch_column, n_null=null_size,
-        consistency_null=consistency_null, replicate_null=replicate_null, map_null_size=map_null_size, n_negatives=n_negatives,
+        consistency_null=consistency_null, replicate_null=replicate_null,
+        negative_controls=read_perturbation_list(negative_controls) if negative_controls else None, map_null_size=map_null_size, n_negatives=n_negatives,
         max_groups=max_groups, seed=seed, features=parse_features(features),
         gene_types=[t.strip() for t in gene_types.split(",") if t.strip()] or None,
     )
     if is_map_dir(map_dir) or not layout.block_dirs(map_dir):  # one map, or the user's own table
+        if probe_map is not None:
+            raise typer.BadParameter(f"{map_dir} is one map, not a folder of block{{NN}} maps: there is no block to "
+                                     "choose", param_hint="--probe-map")
         summary = run_bench(map_dir, out, opts)
         speaker.summary({"out": str(out), **summary}, *describe(summary), f"wrote {out}")
         return
     result = run_blocks(map_dir, out, opts, embed_model_dir=embed_dir, bench=not probes_only,
-                        probe_groups=probe_groups, probe_metric=probe_metric, probe_folds=probe_folds,
+                        probe_groups=probe_groups, probe_map_dir=probe_map, probe_metric=probe_metric, probe_folds=probe_folds,
                         held_out=not probe_evaluation, force=force, progress=progress and speaker.chatty,
                         say=speaker.say)
     best = result.best

@@ -2,13 +2,16 @@
 
 Per perturbation (x concentration for compounds), the mean pairwise cosine similarity among its
 well-level replicates, with an empirical p-value against random sets of the same size drawn from
-the wells of the screen (EFAAR_benchmarking's perturbation-signal consistency) or from control
-wells. Hand-written because no library computes it; vectorised through the identity
+the wells of the screen or from control wells, or (EFAAR_benchmarking's
+``pert_signal_consistency_benchmark``) against the scores of negative-control perturbations such as
+unexpressed genes. Hand-written because no library computes it; vectorised through the identity
 ``mean_{i<j} cos(x_i, x_j) = (||sum_i u_i||^2 - k) / (k (k - 1))`` for unit vectors ``u_i``, so a
 set's score costs one sum of k rows, and a null of thousands of sets is one gather + one sum.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,7 @@ import pandas as pd
 from cellmae.data.profiles import Profiles, perturbation_key
 from cellmae.data.schema import CONCENTRATION, IS_CONTROL, PERTURBATION, PERTURBATION_TYPE
 
-NULL_FROM = ("other", "controls")
+NULL_FROM = ("other", "controls", "negative-controls")
 # consistency.csv columns that readers (the report) use
 MEAN_COSINE = "mean_cosine"
 NULL_MEAN = "null_mean"
@@ -75,6 +78,7 @@ def replicate_consistency(
     n_null: int = 2000,
     null_from: str = "other",
     max_replicates: int | None = None,
+    negative_controls: Collection[str] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Per-perturbation replicate consistency with empirical p-values.
@@ -86,6 +90,11 @@ def replicate_consistency(
     ``max_replicates`` (and their own score on a seeded subset of that size) to bound cost.
     p = (1 + #null >= score) / (1 + n_null).
 
+    ``"negative-controls"`` is EFAAR's ``pert_signal_consistency_benchmark``: the null is the score of
+    each perturbation named in ``negative_controls`` (e.g. unexpressed genes) with >= 2 wells, the
+    other perturbations are scored on all their wells, p = 1 - #(null < score) / #null, and the
+    negative controls themselves are not reported.
+
     Returns one row per perturbation key: perturbation, type, concentration, n_replicates,
     mean_cosine, null_mean, null_std, p_value, significant (p <= 0.05).
     """
@@ -93,6 +102,9 @@ def replicate_consistency(
         raise ValueError(f"null_from must be one of {NULL_FROM}, got {null_from!r}")
     if n_null < 1:
         raise ValueError(f"n_null must be >= 1, got {n_null}")
+    if null_from == "negative-controls" and not negative_controls:
+        raise ValueError("the negative-controls consistency null needs the negative-control perturbations "
+                         "(--negative-controls FILE, e.g. unexpressed genes)")
     meta = profiles.meta
     u = unit_rows(profiles.features)
     control = meta[IS_CONTROL].to_numpy(bool)
@@ -109,6 +121,20 @@ def replicate_consistency(
     with np.errstate(divide="ignore", invalid="ignore"):
         score = (np.einsum("ij,ij->i", sums, sums) - self_terms) / (counts * (counts - 1.0))
     rng = np.random.default_rng(seed)
+    if null_from == "negative-controls":
+        names = meta[PERTURBATION].astype(str).to_numpy()[wells[starts]]
+        negative = np.isin(names, np.asarray(sorted(map(str, negative_controls))))
+        null = np.sort(score[negative & (counts >= 2)])
+        if len(null) == 0:
+            raise ValueError(f"none of the {len(negative_controls)} negative-control perturbations has >= 2 "
+                             "non-control wells in the map; check the names against the map's perturbations")
+        keep = (counts >= 2) & ~negative
+        k = np.full(len(uniq), len(null))
+        p_value = np.full(len(uniq), np.nan)
+        p_value[keep] = 1.0 - np.searchsorted(null, score[keep], side="left") / len(null)
+        null_mean, null_std = np.full(len(uniq), null.mean()), np.full(len(uniq), null.std())
+        return _consistency_table(meta, wells, starts, uniq, counts, score, k, null_mean, null_std, p_value, keep,
+                                  null_from)
     k = counts if max_replicates is None else np.minimum(counts, max_replicates)
     # Perturbations with more than max_replicates wells are tested on a seeded subset of that size.
     scored = score.copy()
@@ -125,6 +151,12 @@ def replicate_consistency(
         n_ge = len(null) - np.searchsorted(null, scored[sel], side="left")
         p_value[sel] = (1.0 + n_ge) / (1.0 + len(null))
         null_mean[sel], null_std[sel] = null.mean(), null.std()
+    return _consistency_table(meta, wells, starts, uniq, counts, score, k, null_mean, null_std, p_value, keep, null_from)
+
+
+def _consistency_table(meta, wells, starts, uniq, counts, score, k, null_mean, null_std, p_value, keep,
+                       null_from: str) -> pd.DataFrame:
+    """consistency.csv: one row per kept perturbation key."""
     first = wells[starts]
     out = pd.DataFrame({
         "perturbation_key": uniq,
@@ -202,6 +234,7 @@ def replicate_similarity_test(
     batch_column: str,
     null: str = "random-pairs",
     n_null: int = 10000,
+    negative_controls: Collection[str] | None = None,
     seed: int = 0,
 ) -> dict:
     """KS and Cramér–von Mises tests of cross-batch replicate similarities against a null.
@@ -210,8 +243,10 @@ def replicate_similarity_test(
     different batches, pooled over the non-control perturbations (ViTally Consistent's replicate
     consistency). Null: ``"random-pairs"`` draws ``n_null`` pairs of non-control wells from different
     perturbations and different batches; ``"negative-controls"`` uses the cross-batch pairs of
-    control wells of the same control perturbation (EFAAR's negative-control null; a seeded sample
-    of ``n_null`` when there are more). Statistics are scipy's ``ks_2samp`` and
+    control wells of the same control perturbation, or, when ``negative_controls`` names
+    perturbations (EFAAR's negative-control perturbations, e.g. unexpressed genes), the cross-batch
+    replicate pairs of those perturbations, which then leave the query (a seeded sample of
+    ``n_null`` when there are more). Statistics are scipy's ``ks_2samp`` and
     ``cramervonmises_2samp`` (two-sided); ``mean_difference`` > 0 means replicates agree more than
     the null.
     """
@@ -228,7 +263,13 @@ def replicate_similarity_test(
     batches = meta[batch_column].astype(str).to_numpy()
     keys = perturbation_key(meta).to_numpy()
     control = meta[IS_CONTROL].to_numpy(bool)
-    treated = np.flatnonzero(~control)
+    negative = np.zeros(len(meta), bool)
+    if null == "negative-controls" and negative_controls:
+        negative = ~control & meta[PERTURBATION].astype(str).isin({str(n) for n in negative_controls}).to_numpy()
+        if not negative.any():
+            raise ValueError(f"none of the {len(negative_controls)} negative-control perturbations is in the map; "
+                             "check the names against the map's perturbations")
+    treated = np.flatnonzero(~control & ~negative)
     qi, qj = _cross_batch_pairs(keys, batches, treated)
     if len(qi) < 2:
         raise ValueError(f"fewer than 2 replicate pairs across batches ({batch_column}); the test needs "
@@ -238,9 +279,10 @@ def replicate_similarity_test(
     if null == "random-pairs":
         ni, nj = _random_cross_batch_pairs(keys, batches, treated, n_null, rng)
     else:
-        ni, nj = _cross_batch_pairs(keys, batches, np.flatnonzero(control))
+        ni, nj = _cross_batch_pairs(keys, batches, np.flatnonzero(negative if negative.any() else control))
         if len(ni) < 2:
-            raise ValueError(f"fewer than 2 pairs of control wells across batches ({batch_column}) for the "
+            which = "negative-control perturbation wells" if negative_controls else "control wells"
+            raise ValueError(f"fewer than 2 pairs of {which} across batches ({batch_column}) for the "
                              "negative-control null; use the random-pairs null")
         if len(ni) > n_null:
             pick = np.sort(rng.choice(len(ni), n_null, replace=False))
@@ -250,6 +292,7 @@ def replicate_similarity_test(
     cvm = cramervonmises_2samp(query, null_sims)
     return {
         "null": null,
+        "negative_controls": int(len(set(keys[negative]))),
         "batch_column": batch_column,
         "query_size": int(len(query)),
         "null_size": int(len(null_sims)),

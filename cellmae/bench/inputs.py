@@ -166,3 +166,14 @@ def read_compound_targets(path: str | Path) -> pd.DataFrame:
     out["target_gene"] = out["target_gene"].str.strip()
     out = out[out["target_gene"] != ""]
     return out.drop_duplicates().reset_index(drop=True)
+
+
+def read_perturbation_list(path: str | Path) -> list[str]:
+    """Perturbation names, one per line (blank lines and ``#`` comments skipped), e.g. the unexpressed
+    genes that EFAAR uses as negative-control perturbations."""
+    path = Path(path)
+    names = [line.strip() for line in path.read_text().splitlines()]
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise InputError(f"{path}: no perturbation names (expected one name per line)")
+    return names

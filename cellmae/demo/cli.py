@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
                                                  "(entity1,entity2), e.g. CORUM/HuMAP/Reactome (repeatable)."),
         wsl: bool = typer.Option(False, "--wsl/--no-wsl", help="Also train and compare a weakly supervised classifier."),
         skip_transfer: bool = typer.Option(False, "--skip-transfer", help="Skip the channel-transfer experiment."),
+        skip_proxy: bool = typer.Option(False, "--skip-proxy", help="Choose blocks on the evaluation screen's held-out "
+                                        "perturbations instead of a separate simulated proxy screen."),
         transfer_preset: str = typer.Option(_Defaults.transfer_preset, "--transfer-preset",
                                             help="Simulator preset of the 5-channel transfer screen."),
         device: str = typer.Option(_Defaults.device, "--device", help="auto | cpu | cuda | cuda:N."),
@@ -45,7 +47,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole pipeline and write RUN/report.html (about 10 minutes on 2 idle CPU cores).
 
-        Stages: simulate the demo screen, cut training crops, train a tiny CA-MAE, embed every block with it and with the baselines (random-init of the same architecture, handcrafted features), align with TVN, run every benchmark (recall of the simulated truth, replicate consistency, mAP, block probes), embed a 5-channel Cell-Painting-like screen with the same models (channel transfer), and build the report.
+        Stages: simulate the demo screen and a small proxy screen (other genes, its own seed) on which the block probes choose each model's block, cut training crops, train a tiny CA-MAE, embed every block with it and with the baselines (random-init of the same architecture, handcrafted features), align with TVN, run every benchmark (recall of the simulated truth, replicate consistency, mAP, block probes), embed a 5-channel Cell-Painting-like screen with the same models (channel transfer), and build the report.
 
         Rerunning with the same --out resumes: finished stages are reused, a changed option reruns only the stages it affects. Give a SCREEN folder, --checkpoint and --relationships for your own data.
         """
@@ -60,7 +62,7 @@ def register(app: typer.Typer) -> None:
             max_train_minutes=max_train_minutes, train_config=train_config, train_overrides=tuple(train_set),
             blocks=blocks, pool=pool, relationships=tuple(relationships), wsl=wsl, device=device,
             progress=progress and not quiet,
-            transfer_preset=None if skip_transfer else transfer_preset,
+            transfer_preset=None if skip_transfer else transfer_preset, proxy=not skip_proxy,
         )
         result = run_demo(settings, console)
         if not as_json:

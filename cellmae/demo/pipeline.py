@@ -89,7 +89,9 @@ def _loop_progress(console: Console, disable: bool) -> Progress:
 
 
 def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Path, model: str, key: str,
-                   *, probes: bool, prefix: str = "") -> str:
+                   *, probes: bool, prefix: str = "", proxy: tuple[Path, str] | None = None) -> str:
+    """Map and bench stages of ``model``; ``proxy`` (proxy run folder, its map stage's key): choose the
+    block on the proxy screen's maps."""
     def do_map(_: bool) -> dict:
         n = len(stages.block_dirs(layout.RunDir(root).embed(model)))
         with _loop_progress(runner.console, not s.progress) as bar:
@@ -103,9 +105,10 @@ def _map_and_bench(runner: StageRunner, s: DemoSettings, root: Path, screen: Pat
         n = len(stages.block_dirs(layout.RunDir(root).map(model)))
         with _loop_progress(runner.console, not s.progress) as bar:
             task = bar.add_task(f"bench {model}", total=n)
-            return stages.bench_model(s, root, screen, model, probes=probes, advance=lambda: bar.advance(task))
+            return stages.bench_model(s, root, screen, model, probes=probes, proxy_root=proxy[0] if proxy else None,
+                                      advance=lambda: bar.advance(task))
 
-    key = s.stage_key("relationships", upstream=key)
+    key = s.stage_key("relationships", upstream=key + (proxy[1] if proxy else ""))
     runner.run(f"{prefix}bench {model}", key, do_bench)
     return key
 
@@ -123,9 +126,17 @@ def _best_block(root: Path, model: str) -> int | None:
     return layout.read_best_block(path) if path.is_file() else None
 
 
+def _uses_proxy(s: DemoSettings) -> bool:
+    """A proxy screen is simulated when there is a block to choose on a simulated evaluation screen."""
+    one_block = s.blocks.strip() == "last" or s.blocks.strip().isdigit()
+    return s.proxy and s.screen is None and not one_block
+
+
 def _plan_size(s: DemoSettings) -> int:
     methods = 1 + len(s.baselines) + int(s.wsl)
     n = (0 if s.screen else 1) + (0 if s.checkpoint else 2) + 2 * int(s.wsl) + 3 * methods + 1
+    if _uses_proxy(s):  # simulate once, embed and map per model with blocks (handcrafted has none)
+        n += 1 + 2 * (methods - int("handcrafted" in s.baselines))
     if s.transfer_preset:
         n += 1 + 3 * (1 + len(s.baselines))
     return n
@@ -148,6 +159,12 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
     else:
         screen = s.screen
         screen_key = s.stage_key("screen")
+
+    # the proxy screen on which the blocks are chosen (simulated evaluation screens only)
+    proxy_key = None
+    if _uses_proxy(s):
+        proxy_key = s.stage_key(upstream=screen_key)  # its genes are those the evaluation screen does not use
+        runner.run("proxy simulate", proxy_key, lambda ow: stages.simulate_proxy(s, screen, run.proxy.screen, overwrite=ow))
 
     # 2. the model (trained here unless a checkpoint is given)
     trained: dict[str, tuple[str | Path, str]] = {}  # name -> (embed source, key)
@@ -185,7 +202,16 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> DemoResult:
         runner.run(f"embed {name}", key, lambda ow, src=src, blocks=blocks, name=name: stages.embed(
             s, screen, src, run.embed(name), blocks=blocks, overwrite=ow,
             pool="mean" if name == "wsl" else None))  # the WSL classifier has no CLS token
-        _map_and_bench(runner, s, root, screen, name, key, probes=blocks is not None)
+        proxy = None
+        if proxy_key is not None and blocks is not None:
+            pkey = s.stage_key(upstream=key + proxy_key)
+            runner.run(f"proxy embed {name}", pkey, lambda ow, src=src, blocks=blocks, name=name: stages.embed(
+                s, run.proxy.screen, src, run.proxy.embed(name), blocks=blocks, overwrite=ow,
+                pool="mean" if name == "wsl" else None))
+            pkey = s.stage_key("align", upstream=pkey)
+            runner.run(f"proxy map {name}", pkey, lambda _, name=name: stages.build_maps(s, run.proxy.root, name))
+            proxy = (run.proxy.root, pkey)
+        _map_and_bench(runner, s, root, screen, name, key, probes=blocks is not None, proxy=proxy)
 
     # 4. channel transfer: the same models on a screen with other channels, at each model's best block
     if s.transfer_preset:

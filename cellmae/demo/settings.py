@@ -15,6 +15,14 @@ from pathlib import Path
 
 MODEL = "camae"  # the trained model's name under RUN/train, RUN/embed, ... (DESIGN.md run layout)
 
+# The proxy screen on which the block probes choose each model's block (ViTally: block selection on tasks
+# separate from the evaluation). Its own seed, and genes from functional groups the evaluation screen does
+# not use; no compounds, two wells per gene per experiment so that held-out-plate folds have replicates;
+# half the evaluation screen's genes, to stay cheap (its cost is in docs/demo.md).
+PROXY_SEED_OFFSET = 1
+PROXY_GENE_SHARE = 0.5
+PROXY_OVERRIDES: dict = {"n_compounds": 0, "gene_replicates": 2}
+
 
 @dataclass
 class DemoSettings:
@@ -51,6 +59,9 @@ class DemoSettings:
     baselines: tuple[str, ...] = ("random-init", "handcrafted")
     wsl: bool = False  # also train and compare a weakly supervised classifier
     transfer_preset: str | None = "cellpainting-demo"  # None skips the channel-transfer experiment
+    # Choose blocks on a simulated proxy screen (simulated evaluation screens only); False probes the
+    # evaluation screen's held-out perturbations instead (on the demo screen only its compounds).
+    proxy: bool = True
     device: str = "auto"
     workers: int | None = None  # embedding decode workers (None: the embed stage's default)
     progress: bool = True
@@ -78,6 +89,15 @@ class DemoSettings:
         from cellmae.data.simulate.presets import parse_override
 
         return dict(parse_override(item) for item in self.simulate_overrides)
+
+    def proxy_kwargs(self, evaluation_genes: list[str]) -> dict:
+        """Simulator overrides of the proxy screen: the user's, then the proxy's own, excluding
+        ``evaluation_genes`` (and their groups)."""
+        from cellmae.data.simulate.presets import resolve_spec
+
+        user = self.simulate_kwargs()
+        n_genes = max(8, int(round(PROXY_GENE_SHARE * resolve_spec(self.preset, **user).n_genes)))
+        return {**user, **PROXY_OVERRIDES, "n_genes": n_genes, "exclude_genes": tuple(sorted(evaluation_genes))}
 
     def record(self) -> dict:
         """JSON-able settings (saved to RUN/demo.json and shown in the report)."""

@@ -24,6 +24,22 @@ def simulate(s: DemoSettings, out: Path, preset: str, *, overwrite: bool) -> dic
     return {"screen": str(out), "preset": preset}
 
 
+def simulate_proxy(s: DemoSettings, screen: Path, out: Path, *, overwrite: bool) -> dict:
+    """The proxy screen for block selection: same preset family and channels as ``screen``, its own seed,
+    and only genes of functional groups that ``screen`` does not use (settings.PROXY_*)."""
+    import pandas as pd
+
+    from cellmae.data.simulate import simulate_screen
+    from cellmae.demo.settings import PROXY_SEED_OFFSET
+
+    evaluation = pd.read_csv(screen / layout.TRUTH_DIR / layout.TRUTH_GENES_FILE, dtype=str)["gene"].tolist()
+    kwargs = s.proxy_kwargs(evaluation)
+    simulate_screen(out, preset=s.preset, seed=s.seed + PROXY_SEED_OFFSET, overwrite=overwrite, progress=s.progress,
+                    **kwargs)
+    return {"screen": str(out), "preset": s.preset, "seed": s.seed + PROXY_SEED_OFFSET, "genes": kwargs["n_genes"],
+            "evaluation_genes_excluded": len(evaluation)}
+
+
 def shards(s: DemoSettings, screen: Path, out: Path, *, overwrite: bool) -> dict:
     """Random training crops of the screen as a LitData shard set."""
     from cellmae.data.readers import open_screen
@@ -118,13 +134,16 @@ def relationship_sources(s: DemoSettings, screen: Path, root: Path) -> list[Path
 
 
 def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes: bool,
-                advance: Callable[[], None] | None = None) -> dict:
+                proxy_root: Path | None = None, advance: Callable[[], None] | None = None) -> dict:
     """Every benchmark of every block of ``model`` (cellmae.bench.blocks.run_blocks, as `cellmae bench`
     on a folder of blocks); block probes when there are several blocks.
 
-    The block is chosen on held-out perturbations: every gene the recall or the functional groups
-    score is left out of the probes (on the simulated screen the compounds remain), and the functional
-    groups are not a probe task because the recall's pairs come from them."""
+    With ``proxy_root`` (a run folder holding the proxy screen and ``map/<model>``) the block is chosen
+    on the proxy screen: perturbation and functional-group probes of its genes, which share no gene
+    and no group with the evaluation (`cellmae bench --probe-map`). Without it, on held-out
+    perturbations of the evaluation screen: every gene the recall or the functional groups score is
+    left out (on the simulated screen the compounds remain), and there is no group probe because the
+    recall's pairs come from the groups."""
     from cellmae.bench.benchmark import BenchOptions
     from cellmae.bench.blocks import run_blocks
 
@@ -138,8 +157,14 @@ def bench_model(s: DemoSettings, root: Path, screen: Path, model: str, *, probes
     for folder in (run.map(model), run.bench(model)):  # probes read every map block folder
         _drop_stale_blocks(folder, keep)
     # force: the demo's own stage markers decide when to rerun; a rerun recomputes every block
+    probe_map = probe_groups = None
+    if proxy_root is not None:
+        proxy = layout.RunDir(proxy_root)
+        probe_map = proxy.map(model)
+        probe_groups = proxy.screen / layout.TRUTH_DIR / layout.TRUTH_GENES_FILE
     result = run_blocks(run.map(model), run.bench(model), opts, embed_model_dir=run.embed(model),
-                        probes=probes and len(keep) > 1, probes_optional=True, force=True, advance=advance)
+                        probes=probes and len(keep) > 1, probes_optional=True, probe_map_dir=probe_map,
+                        probe_groups=probe_groups, force=True, advance=advance)
     out: dict = {name: summary.get("recall") for name, summary in result.summaries.items()}
     if result.probes_skipped:
         out["probes_skipped"] = result.probes_skipped

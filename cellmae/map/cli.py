@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
         output_type: str = typer.Option(
             "parquet", "--output-type", help="parquet (aligned.parquet, aggregated.parquet) | anndata_h5ad "
             "(aligned.h5ad, aggregated.h5ad: well ids as obs_names, provenance in uns)."),
-        arm_correction: Path = typer.Option(
-            None, "--arm-correction", help="Proximity-bias correction: a gene -> chromosome arm table (CSV/TSV with "
-            "gene/symbol and chromosome_arm or location columns, e.g. HGNC's complete set); gene profiles are centred "
-            "per arm after aggregation. Default: off."),
+        arm_correction: str = typer.Option(
+            None, "--arm-correction", help="Proximity-bias correction: 'builtin' (NCBI Gene map locations shipped with "
+            "cellmae, public domain) or a gene -> chromosome arm table (CSV/TSV with gene/symbol and chromosome_arm or "
+            "location columns, e.g. HGNC's complete set); gene profiles are centred per arm after aggregation. "
+            "Default: off."),
         progress: bool = PROGRESS,
         quiet: bool = QUIET,
         as_json: bool = JSON,
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
             keep_types=tuple(t.strip() for t in types.split(",") if t.strip()) or None,
             drop_perturbations=tuple(t.strip() for t in drop.split(",") if t.strip()) or None,
             min_replicates=min_replicates,
-            arm_correction=str(arm_correction) if arm_correction else None,
+            arm_correction=arm_correction or None,
             features=parse_features(features),
             output_type=output_type,
         )

@@ -54,9 +54,9 @@ class MapOptions:
             raise ValueError(f"--output-type {self.output_type!r}: choose one of {list(OUTPUT_TYPES)}")
         if self.min_replicates < 1:
             raise ValueError(f"--min-replicates must be >= 1, got {self.min_replicates}")
-        if self.arm_correction and not Path(self.arm_correction).is_file():
+        if self.arm_correction and self.arm_correction != "builtin" and not Path(self.arm_correction).is_file():
             raise ValueError(f"--arm-correction {self.arm_correction}: no such file; give a gene -> chromosome arm "
-                             "table (CSV/TSV)")
+                             "table (CSV/TSV) or 'builtin'")
 
 
 def check_not_constant(wells: Profiles, source: str | Path = "the embeddings") -> None:

@@ -7,9 +7,11 @@ aggregated profile subtract the mean profile of the map's genes on the same chro
 with fewer than ``min_genes`` genes in the map are left unchanged (their own mean would be mostly the
 gene itself), and so are genes the arm table does not name.
 
-The gene -> arm table is the user's: a CSV/TSV with a gene column (``gene`` or ``symbol``) and either
-an arm column (``chromosome_arm`` / ``arm``, e.g. ``17q``) or a cytogenetic ``location`` column
-(``17q21.31``), as in the HGNC complete set (genenames.org, CC0).
+The gene -> arm table is a CSV/TSV (optionally gzipped) with a gene column (``gene`` or ``symbol``)
+and either an arm column (``chromosome_arm`` / ``arm``, e.g. ``17q``) or a cytogenetic ``location``
+column (``17q21.31``), as in the HGNC complete set (genenames.org, CC0); or ``builtin``: the table
+shipped in cellmae/map/resources (NCBI Gene map locations; sources and licence in ATTRIBUTION.txt
+there, rebuilt by cellmae/map/build_arm_table.py).
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+BUILTIN = "builtin"  # --arm-correction builtin: the bundled table
+ARM_TABLE_RESOURCE = "gene_arms.tsv.gz"  # in cellmae/map/resources (build_arm_table.py writes it)
 _GENE_COLUMNS = ("gene", "symbol", "gene_symbol")
 _ARM_COLUMNS = ("chromosome_arm", "arm")
 _LOCATION_COLUMNS = ("location", "cytoband", "map_location")
 _LOCATION_RE = re.compile(r"^\s*(?:chr)?(\d{1,2}|X|Y)\s*([pq])", re.IGNORECASE)
+_RANGE_END_RE = re.compile(r"-\s*(?:\d{1,2}|X|Y)?\s*([pq])", re.IGNORECASE)  # the far end of 12p13.2-q24.1
 
 
 def arm_of_location(location: str) -> str | None:
-    """``'17q21.31'`` -> ``'17q'``; None when the location names no arm (``'mitochondria'``, ``'reserved'``)."""
+    """``'17q21.31'`` -> ``'17q'``; None when the location names no arm (``'mitochondria'``, ``'reserved'``)
+    or a range across the centromere (``'12p13.2-q24.1'``)."""
     m = _LOCATION_RE.match(str(location))
     if m is None:
+        return None
+    other = _RANGE_END_RE.search(str(location), m.end())
+    if other is not None and other.group(1).lower() != m.group(2).lower():
         return None
     chrom = m.group(1).upper().lstrip("0") or "0"
     return f"{chrom}{m.group(2).lower()}"
@@ -38,11 +47,15 @@ def arm_of_location(location: str) -> str | None:
 
 def read_arm_table(path: str | Path) -> pd.Series:
     """Gene symbol -> chromosome arm from a CSV/TSV (see the module docstring); genes without an arm are dropped."""
+    if str(path) == BUILTIN:
+        path = builtin_arm_table()
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--arm-correction {path}: no such file; give a gene -> chromosome arm table (CSV/TSV)")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    df = pd.read_csv(path, sep=sep, dtype=str)
+        raise ValueError(f"--arm-correction {path}: no such file; give a gene -> chromosome arm table (CSV/TSV) "
+                         f"or '{BUILTIN}'")
+    suffixes = [s.lower() for s in path.suffixes]
+    sep = "\t" if {".tsv", ".txt"} & set(suffixes[-2:]) else ","
+    df = pd.read_csv(path, sep=sep, dtype=str)  # pandas infers gzip from the .gz suffix
     lowered = {c.lower(): c for c in df.columns}
 
     def pick(names: Sequence[str]) -> str | None:
@@ -59,6 +72,13 @@ def read_arm_table(path: str | Path) -> pd.Series:
     if out.empty:
         raise ValueError(f"--arm-correction {path}: no gene has a readable chromosome arm (expected e.g. 17q or 17q21.31)")
     return out
+
+
+def builtin_arm_table() -> Path:
+    """Path of the bundled gene -> arm table (gene, arm; NCBI Gene map locations, see resources/ATTRIBUTION.txt)."""
+    from importlib import resources
+
+    return Path(str(resources.files("cellmae.map") / "resources" / ARM_TABLE_RESOURCE))
 
 
 def arm_center(features: np.ndarray, genes: Sequence[str], arm_of: pd.Series, *,

@@ -180,7 +180,11 @@ def probe_section(run: RunContents) -> Section:
         chosen = curves[m.model][2]
         table = views.probe_table(m)
         table = curves[m.model][0] if table is None else table
-        sec.parts.append(table_html(table, caption=f"{m.model} · chosen block {chosen if chosen is not None else '–'}"))
+        protocol = (m.best_block or {}).get("protocol") or {}
+        # the probes' screen when it is not the evaluated one (`cellmae bench --probe-map`): its maps' last folders
+        where = f" · chosen on a proxy screen ({'/'.join(str(protocol['probe_screen']).split('/')[-3:])})" \
+            if protocol.get("probe_screen") else ""
+        sec.parts.append(table_html(table, caption=f"{m.model} · chosen block {chosen if chosen is not None else '–'}{where}"))
     return sec
 
 

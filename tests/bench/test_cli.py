@@ -107,3 +107,72 @@ def test_bench_bad_input_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["bench", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "block" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def _proxy_screen(synth, signal: float, seed: int):
+    """A separate screen: genes P00.. (none of the evaluation's G00..), its own groups, no compounds."""
+    wells = synth.make_screen(seed, signal=signal)
+    wells = wells[wells["Metadata_PerturbationType"] != "COMPOUND"].copy()
+    wells["Metadata_Perturbation"] = wells["Metadata_Perturbation"].str.replace("G", "P", regex=False)
+    groups = synth.groups_table().assign(gene=lambda t: t["gene"].str.replace("G", "P", regex=False))
+    return wells, groups
+
+
+def test_bench_probe_map_chooses_the_block_on_the_proxy_screen_only(tmp_path, synth, truth_dir):
+    """`--probe-map`: the probes run on a separate screen's maps, so the evaluation truth cannot move the choice."""
+    evaluation, proxy = tmp_path / "map" / "m", tmp_path / "proxy" / "map" / "m"
+    for name, eval_signal, proxy_signal in (("block03", 1.0, 0.0), ("block05", 0.0, 1.0)):
+        synth.write_map_dir(evaluation / name, synth.make_screen(2, signal=eval_signal))
+        wells, groups = _proxy_screen(synth, proxy_signal, seed=3)
+        synth.write_map_dir(proxy / name, wells)
+    groups.to_csv(tmp_path / "proxy_genes.csv", index=False)
+    few = tmp_path / "few.csv"
+    pd.read_csv(truth_dir / "relationships.csv").head(2).to_csv(few, index=False)
+    records = []
+    for i, (rels, eval_groups) in enumerate(((truth_dir / "relationships.csv", truth_dir / "genes.csv"), (few, None))):
+        out = tmp_path / f"out{i}"
+        args = ["bench", str(evaluation), "--out", str(out), "--probes-only", "-r", str(rels), "--probe-map", str(proxy),
+                "--probe-groups", str(tmp_path / "proxy_genes.csv")]
+        res = CliRunner().invoke(app, args + (["--groups", str(eval_groups)] if eval_groups else []))
+        assert res.exit_code == 0, res.output
+        best = json.loads((out / "best_block.json").read_text())
+        probes = pd.read_csv(out / "probes.csv")
+        # the proxy's biology is in block05 (the evaluation's in block03): the proxy's answer
+        assert best["block"] == 5 and best["protocol"]["probe_screen"] == str(proxy)
+        # 24 proxy genes (no compounds), 4 groups with a phenotype direction and 2 more: every class is the proxy's
+        assert set(probes["task"]) == {"perturbation", "group"}
+        assert probes.loc[probes["task"] == "perturbation", "n_classes"].eq(24).all()
+        best["protocol"].pop("held_out_perturbations")  # how many evaluation names were left out: 24, then 4
+        records.append((best, probes))
+    assert records[0][0] == records[1][0]
+    pd.testing.assert_frame_equal(records[0][1], records[1][1])
+
+
+def test_bench_probe_map_needs_the_same_blocks(tmp_path, synth):
+    evaluation, proxy = tmp_path / "map" / "m", tmp_path / "proxy" / "m"
+    synth.write_map_dir(evaluation / "block03", synth.make_screen(2))
+    synth.write_map_dir(evaluation / "block05", synth.make_screen(2))
+    synth.write_map_dir(proxy / "block03", _proxy_screen(synth, 1.0, 3)[0])
+    res = CliRunner().invoke(app, ["bench", str(evaluation), "--out", str(tmp_path / "o"), "--probes-only",
+                                   "--probe-map", str(proxy)])
+    assert res.exit_code == 2 and "--probe-map" in res.output and "[3]" in res.output
+    one = CliRunner().invoke(app, ["bench", str(evaluation / "block03"), "--out", str(tmp_path / "o1"),
+                                   "--probe-map", str(proxy)])
+    assert one.exit_code == 2 and "--probe-map" in one.output
+
+
+def test_bench_negative_control_perturbations(tmp_path, synth, screen_wells):
+    map_dir = synth.write_map_dir(tmp_path / "map", screen_wells)
+    base = ["bench", str(map_dir), "--map-null-size", "200", "--null-size", "200", "--consistency-null", "negative-controls"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "o1")])
+    assert res.exit_code == 2 and "--negative-controls" in res.output and not (tmp_path / "o1").exists()
+    names = tmp_path / "unexpressed.txt"
+    names.write_text("# genes without phenotype\n" + "\n".join(synth.INERT_GENES) + "\n")
+    out = tmp_path / "o2"
+    res = CliRunner().invoke(app, [*base, "--out", str(out), "--negative-controls", str(names),
+                                   "--replicate-null", "negative-controls"])
+    assert res.exit_code == 0, res.output
+    cons = pd.read_csv(out / "consistency.csv")
+    assert (cons["null_from"] == "negative-controls").all() and not set(synth.INERT_GENES) & set(cons["Metadata_Perturbation"])
+    test = json.loads((out / "summary.json").read_text())["consistency"]["replicate_test"]
+    assert test["null"] == "negative-controls" and test["negative_controls"] == 4

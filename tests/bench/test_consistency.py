@@ -151,3 +151,67 @@ def test_replicate_test_errors(aligned_wells):
         replicate_similarity_test(prof, batch_column="Metadata_Experiment")
     with pytest.raises(ValueError, match="replicate null"):
         replicate_similarity_test(prof, batch_column="Metadata_Experiment", null="bogus")
+
+
+# ------------------------------------------------- EFAAR's null over negative-control perturbations
+
+def _efaar_consistency(frame: pd.DataFrame, negatives: list[str]) -> pd.DataFrame:
+    """EFAAR_benchmarking ``pert_signal_consistency_benchmark`` (benchmarking.py), transcribed: controls
+    dropped (keys_to_drop); null = the mean lower-triangle cosine of each negative-control perturbation's
+    wells, sorted; each other perturbation: its mean cosine and p = 1 - searchsorted(null, score) / len(null).
+    The perturbation column is cellmae's perturbation key (perturbation x concentration)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    from cellmae.data.profiles import perturbation_key
+
+    frame = frame[~frame["Metadata_IsControl"]]
+    x = frame[[c for c in frame.columns if c.startswith("feature_")]].to_numpy(np.float64)
+    keys = perturbation_key(frame).to_numpy()
+    names = frame["Metadata_Perturbation"].to_numpy()
+
+    def metric(arr):
+        sim = np.clip(cosine_similarity(arr), -1, 1)
+        return sim[np.tril_indices(sim.shape[0], k=-1)].mean()
+
+    null = np.sort([metric(x[keys == k]) for k in set(keys[np.isin(names, negatives)])])
+    rows = []
+    for k in np.unique(keys[~np.isin(names, negatives)]):
+        score = metric(x[keys == k])
+        rows.append((k, score, 1 - np.searchsorted(null, score) / len(null)))
+    return pd.DataFrame(rows, columns=["perturbation_key", "mean_cosine", "p_value"]).set_index("perturbation_key")
+
+
+def test_negative_control_null_is_efaars_definition(aligned_wells, synth):
+    negatives = list(synth.INERT_GENES)  # genes without phenotype, like EFAAR's unexpressed genes
+    got = replicate_consistency(profiles_from_frame(aligned_wells), null_from="negative-controls",
+                                negative_controls=negatives).set_index("perturbation_key")
+    ref = _efaar_consistency(aligned_wells, negatives)
+    assert sorted(got.index) == sorted(ref.index) and not set(negatives) & set(got.index)
+    assert np.allclose(got.loc[ref.index, "mean_cosine"], ref["mean_cosine"])
+    assert np.allclose(got.loc[ref.index, "p_value"], ref["p_value"])
+    assert (got["null_from"] == "negative-controls").all() and (got["null_set_size"] == len(negatives)).all()
+    assert (got.loc[synth.GROUPED_GENES, "p_value"] == 0).all()  # above every negative control
+    with pytest.raises(ValueError, match="needs the negative-control"):
+        replicate_consistency(profiles_from_frame(aligned_wells), null_from="negative-controls")
+    with pytest.raises(ValueError, match="none of the 2 negative-control"):
+        replicate_consistency(profiles_from_frame(aligned_wells), null_from="negative-controls",
+                              negative_controls=["nope", "EMPTY"])
+
+
+def test_replicate_test_with_negative_control_perturbations(aligned_wells, synth):
+    from scipy.stats import ks_2samp
+
+    from cellmae.bench.consistency import replicate_similarity_test
+
+    frame = aligned_wells.reset_index(drop=True)
+    negative = frame["Metadata_Perturbation"].isin(synth.INERT_GENES).to_numpy()
+    ctrl = frame["Metadata_IsControl"].to_numpy(bool)
+    query = _reference_pairs(frame, np.flatnonzero(~ctrl & ~negative))
+    null = _reference_pairs(frame, np.flatnonzero(negative))  # 4 genes x 2 x 2 wells: 16 cross-batch pairs
+    got = replicate_similarity_test(profiles_from_frame(frame), batch_column="Metadata_Experiment",
+                                    null="negative-controls", negative_controls=synth.INERT_GENES)
+    assert got["negative_controls"] == 4 and got["null_size"] == len(null) == 16 and got["query_size"] == len(query)
+    assert got["ks_statistic"] == pytest.approx(ks_2samp(query, null).statistic)
+    with pytest.raises(ValueError, match="none of the 1 negative-control"):
+        replicate_similarity_test(profiles_from_frame(frame), batch_column="Metadata_Experiment",
+                                  null="negative-controls", negative_controls=["nope"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -41,10 +42,18 @@ def test_demo_writes_every_stage_and_method(demo_run) -> None:
     for m in ("camae", "random-init"):
         best = json.loads((root / "bench" / m / "best_block.json").read_text())
         assert best["block"] in (1, 2)
-        # chosen on held-out perturbations (every gene of the truth is an evaluation label), never on the
-        # recall; the per-block recall is recorded next to the choice for the report
-        assert best["protocol"]["held_out_perturbations"] == 12 and best["protocol"]["group_probe"] is None
+        # chosen on the proxy screen (its own genes and groups), never on the recall's labels; the per-block
+        # recall is recorded next to the choice for the report
+        proxy = root / "proxy"
+        assert best["protocol"]["probe_screen"] == str(proxy / "map" / m)
+        assert best["protocol"]["group_probe"] == str(proxy / "screen" / "truth" / "genes.csv")
         assert set(best["evaluation_recall"]) == {"1", "2"}
+        probed = pd.read_parquet(proxy / "map" / m / "block01" / "aligned.parquet")
+        evaluated = pd.read_parquet(root / "map" / m / "block01" / "aligned.parquet")
+        treated = lambda t: set(t.loc[~t["Metadata_IsControl"], "Metadata_Perturbation"])  # noqa: E731
+        assert treated(probed) and not treated(probed) & treated(evaluated)
+        truth = lambda d: pd.read_csv(d / "screen" / "truth" / "genes.csv")  # noqa: E731
+        assert not set(truth(proxy)["group"]) & set(truth(root)["group"])
         # the demo's default pooling (DemoSettings.pool) reaches the embed stage for both ViTs
         for base in (root, root / "transfer"):
             assert json.loads((base / "embed" / m / "embed_config.json").read_text())["pool"] == DemoSettings.pool

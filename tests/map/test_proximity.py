@@ -76,7 +76,8 @@ def test_genes_without_arm_and_small_arms_are_left_alone():
 
 
 @pytest.mark.parametrize(("loc", "arm"), [("17q21.31", "17q"), ("1p36.33-p36.32", "1p"), ("Xq28", "Xq"),
-                                          ("chr2p13.3", "2p"), ("mitochondria", None), ("reserved", None)])
+                                          ("chr2p13.3", "2p"), ("mitochondria", None), ("reserved", None),
+                                          ("12p13.2-q24.1", None), ("22pter-q11", None)])
 def test_arm_of_location(loc, arm):
     assert arm_of_location(loc) == arm
 
@@ -115,3 +116,43 @@ def test_map_cli_arm_correction(tmp_path: Path):
     assert summary["arm_correction"]["genes_corrected"] == 6 and json.loads((plain / "map.json").read_text())["arm_correction"] is None
     res = CliRunner().invoke(app, ["map", str(embed), "--out", str(tmp_path / "x"), "--arm-correction", str(tmp_path / "nope.csv")])
     assert res.exit_code != 0 and "nope.csv" in res.output
+
+
+def test_builtin_arm_table_knows_well_mapped_genes():
+    """The shipped table (NCBI Gene map locations) against textbook locations, and its attribution."""
+    from cellmae.map.proximity import builtin_arm_table
+
+    table = read_arm_table("builtin")
+    assert len(table) > 60000 and table.nunique() == 48  # 1-22, X, Y: p and q
+    known = {"TP53": "17p", "BRCA1": "17q", "MYC": "8q", "KRAS": "12p", "EGFR": "7p", "XIST": "Xq", "SRY": "Yp"}
+    assert {g: table[g] for g in known} == known
+    assert "CD99" not in table.index  # pseudo-autosomal (X and Y): no single arm
+    attribution = (builtin_arm_table().parent / "ATTRIBUTION.txt").read_text()
+    assert "NCBI Gene" in attribution and "2022-09-12" in attribution and "public domain" in attribution
+
+
+def test_map_cli_builtin_arm_correction_removes_a_planted_arm_effect(tmp_path: Path):
+    genes = {"GENE0": "TP53", "GENE1": "PER1", "GENE2": "ALOX15", "GENE3": "MYC", "GENE4": "RAD21", "GENE5": "EXT1"}
+    arms = ["17p"] * 3 + ["8q"] * 3
+    table = synthetic_table(n_batches=2, n_genes=6, reps=3, n_controls=16, dim=6)
+    feats = [c for c in table.columns if c.startswith("feature_")]
+    offset = {"17p": np.full(len(feats), 4.0), "8q": np.full(len(feats), -4.0)}  # each arm's shared shift
+    for old, new in genes.items():
+        rows = table["Metadata_Perturbation"] == old
+        table.loc[rows, feats] += offset[arms[int(old[-1])]].astype(np.float32)
+        table.loc[rows, "Metadata_Perturbation"] = new
+    embed = write_embedding_dataset(table, tmp_path / "embed" / "block01")
+    plain, corrected = tmp_path / "plain", tmp_path / "corrected"
+    assert CliRunner().invoke(app, ["map", str(embed), "--out", str(plain)]).exit_code == 0
+    res = CliRunner().invoke(app, ["map", str(embed), "--out", str(corrected), "--arm-correction", "builtin"])
+    assert res.exit_code == 0, res.output
+    a, b = pd.read_parquet(plain / "aggregated.parquet"), pd.read_parquet(corrected / "aggregated.parquet")
+    out_feats = [c for c in a.columns if c.startswith("feature_")]
+    is_gene = (a["Metadata_PerturbationType"] == "CRISPR").to_numpy()
+    names = a.loc[is_gene, "Metadata_Perturbation"].tolist()
+    got_arms = [arms[list(genes.values()).index(g)] for g in names]
+    want = reference_arm_centering(a.loc[is_gene, out_feats].to_numpy(), got_arms)
+    np.testing.assert_allclose(b.loc[is_gene, out_feats].to_numpy(), want, atol=1e-5)
+    per_arm = pd.DataFrame(b.loc[is_gene, out_feats].to_numpy()).groupby(got_arms).mean().abs().to_numpy()
+    assert per_arm.max() < 1e-5  # the planted arm effect is gone
+    assert json.loads((corrected / "map.json").read_text())["arm_correction"]["genes_corrected"] == 6

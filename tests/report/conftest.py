@@ -101,7 +101,8 @@ def _method(root: Path, model: str, blocks: list[int], best: int, recall: float,
         pr.to_csv(root / "bench" / model / "probes.csv", index=False)
         (root / "bench" / model / "best_block.json").write_text(json.dumps(
             {"block": best, "metric": "mean_f1", "value": f1[best], "values": {str(b): f1[b] for b in blocks},
-             "evaluation_recall": {str(b): recall * (1 - abs(b - 2) / 8) for b in blocks}}))
+             "evaluation_recall": {str(b): recall * (1 - abs(b - 2) / 8) for b in blocks},
+             "protocol": {"probe_screen": str(root / "proxy" / "map" / model)}}))
 
 
 def write_fake_run(root: Path, *, transfer: bool = True) -> Path:

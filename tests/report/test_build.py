@@ -97,6 +97,8 @@ def test_chosen_block_follows_best_block_json(fake_run: Path) -> None:
     assert table.loc[table[metric].idxmax(), "block"] == 3
     # the evaluation's per-block recall sits next to the probe curve (here it peaks at another block)
     assert table.loc[table["recall (evaluation)"].idxmax(), "block"] == 2
+    # and the page says that the block was chosen on a proxy screen
+    assert "chosen on a proxy screen (proxy/map/camae)" in report_html(fake_run)
     # handcrafted has one folder and no probes: that folder is shown.
     assert run.method("handcrafted").block == "block00"
     assert run.transfer is not None and [m.model for m in run.transfer.methods] == ["camae", "random-init"]

@@ -79,6 +79,9 @@ def _group_direction(rng: np.random.Generator) -> np.ndarray:
 def sample_biology(spec, rng: np.random.Generator) -> Biology:
     """Draw genes (from real groups), their effects, guides and compounds for ``spec``."""
     table = bundled_gene_groups()
+    if spec.exclude_genes:
+        hit = table.loc[table["gene"].isin(spec.exclude_genes), "group"]
+        table = table[~table["group"].isin(hit)]
     groups = table["group"].drop_duplicates().to_numpy()
     order = rng.permutation(len(groups))
     members = table.groupby("group", sort=False)
@@ -91,7 +94,8 @@ def sample_biology(spec, rng: np.random.Generator) -> Biology:
         rows.append(take)
         n += len(take)
     if n < spec.n_genes:
-        raise ValueError(f"simulate: n_genes={spec.n_genes} exceeds the {len(table)} bundled genes")
+        left = " outside the groups of exclude_genes" if spec.exclude_genes else ""
+        raise ValueError(f"simulate: n_genes={spec.n_genes} exceeds the {len(table)} bundled genes{left}")
     genes = pd.concat(rows, ignore_index=True)
 
     group_ids = genes["group"].drop_duplicates().tolist()

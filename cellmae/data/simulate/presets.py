@@ -25,6 +25,9 @@ class ScreenSpec:
     null_group_fraction: float = 0.3  # whole groups without any phenotype
     null_gene_fraction: float = 0.1  # extra genes without phenotype inside active groups
     n_compounds: int = 4
+    # genes never drawn, with the whole bundled group of each (e.g. another screen's genes: a proxy screen
+    # for block selection shares no gene and no functional group with the screen it selects for)
+    exclude_genes: tuple[str, ...] = ()
     doses_uM: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
     # layout
     n_experiments: int = 3

@@ -104,8 +104,10 @@ def _render_task(args) -> None:
 
 
 def _spec_record(spec: ScreenSpec, preset: str, seed: int) -> dict:
-    return {"preset": preset, "seed": int(seed), "spec": json.loads(json.dumps(dataclasses.asdict(spec))),
-            "format": "cellmae-simulate/1"}
+    record = json.loads(json.dumps(dataclasses.asdict(spec)))
+    if not record["exclude_genes"]:  # absent when unused, so screens simulated before the field existed are reused
+        del record["exclude_genes"]
+    return {"preset": preset, "seed": int(seed), "spec": record, "format": "cellmae-simulate/1"}
 
 
 def _same_run(path: Path, record: dict) -> bool:

@@ -198,3 +198,33 @@ def test_plates_are_added_when_wells_do_not_fit(tmp_path: Path) -> None:
     assert (meta[meta["perturbation_type"] == "CONTROL"].groupby(["experiment", "plate"]).size() == 3).all()
     assert meta["well"].str.fullmatch(r"[B-D]0[2-5]").all()
     assert (meta[meta["perturbation_type"] == "CRISPR"].groupby("experiment")["gene"].nunique() == 20).all()
+
+
+def test_excluded_genes_take_their_whole_group_out() -> None:
+    """``exclude_genes`` (the demo's proxy screen): no excluded gene, and no gene of an excluded gene's bundled
+    group, is drawn; without it the draw is the same as before the field existed."""
+    from cellmae.data.simulate.biology import bundled_gene_groups, sample_biology
+
+    base = sample_biology(resolve_spec("demo"), np.random.default_rng(0)).genes
+    again = sample_biology(resolve_spec("demo", exclude_genes=()), np.random.default_rng(0)).genes
+    assert base["gene"].tolist() == again["gene"].tolist()
+    excluded = tuple(base["gene"])
+    other = sample_biology(resolve_spec("demo", exclude_genes=excluded, n_genes=80), np.random.default_rng(1)).genes
+    assert len(other) == 80 and not set(other["gene"]) & set(excluded)
+    table = bundled_gene_groups()
+    touched = set(table.loc[table["gene"].isin(excluded), "group"])
+    assert not set(other["group"]) & touched
+    with pytest.raises(ValueError, match="outside the groups of exclude_genes"):
+        sample_biology(resolve_spec("demo", exclude_genes=tuple(table["gene"][:-3]), n_genes=10),
+                       np.random.default_rng(0))
+
+
+def test_records_without_excluded_genes_match_older_screens(tmp_path: Path) -> None:
+    """A screen simulated before ``exclude_genes`` existed (no such key in simulation.json) is reused."""
+    out = simulate_screen(tmp_path / "s", "tiny", seed=0, **SMALL)
+    record_path = out / "truth" / "simulation.json"
+    record = json.loads(record_path.read_text())
+    assert "exclude_genes" not in record["spec"]
+    stamp = (out / "metadata.csv").stat().st_mtime_ns
+    assert simulate_screen(out, "tiny", seed=0, **SMALL) == out
+    assert (out / "metadata.csv").stat().st_mtime_ns == stamp
