@@ -12,8 +12,10 @@ model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocat
 JSON line. On CPU every workload is an A/B: steps alternate between the default attention
 (``cellmae.models.attention``, chunked explicit product on CPU) and plain SDPA, in the same process,
 and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
-No second implementation of the model (maes_microscopy) is installed here, so there is no side-by-side
-run against it; the figure to compare with the reference is the fraction of peak.
+Workloads run with OMP_WAIT_POLICY=PASSIVE unless the environment sets it, as the ``cellmae``
+command does (docs/speed.md). No second implementation of the model (maes_microscopy) is installed
+here, so there is no side-by-side run against it; the figure to compare with the reference is the
+fraction of peak.
 
     python speed/bench_models.py                       # the issue-18 figures, a few minutes when idle
     python speed/bench_models.py --threads 1 --steps 2 --skip-train
@@ -157,7 +159,7 @@ def child(args) -> dict:
         "gflop_per_img": flops / batch / 1e9, "sec_per_step": sec["default"], "img_per_s": batch / sec["default"],
         "gflops": flops / sec["default"] / 1e9, "step_times": {v: [round(t, 3) for t in ts] for v, ts in times.items()},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
-        "load_average": os.getloadavg(),
+        "load_average": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if "sdpa" in sec:
         row["img_per_s_sdpa"] = batch / sec["sdpa"]
@@ -201,10 +203,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{args.precision} matmul peak 2048^3 (20 warm reps): best {best:.0f} GFLOP/s, median {median:.0f}")
     print(json.dumps({"workload": "matmul_peak", "precision": args.precision, "best_gflops": best,
                       "median_gflops": median, "threads": torch.get_num_threads(), "load_average": load}))
+    # as the cellmae command sets it (cellmae/cli.py); OMP_WAIT_POLICY=ACTIVE python ... for the other side
+    # (an empty OMP_WAIT_POLICY= leaves it unset in the workloads: libgomp's default)
+    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": policy} if policy else {})
+    print(f"workloads run with OMP_WAIT_POLICY={policy or 'unset (libgomp default)'}")
     rows = []
     for workload in [w for w, skip in (("train", args.skip_train), ("infer", args.skip_infer)) if not skip]:
         cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--workload", workload]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         row = json.loads(out.strip().splitlines()[-1])
         row["fraction_of_peak"] = row["gflops"] / best
         row["peak_best_gflops"] = best
