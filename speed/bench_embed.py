@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# as the cellmae command sets it before torch loads (cellmae/cli.py, docs/speed.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def _screen(path: str | None, preset: str) -> Path:
     if path:
