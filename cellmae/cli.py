@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import os
 
+# Before torch loads its OpenMP runtime: idle OpenMP threads sleep instead of spinning. The CPU
+# attention runs many short parallel regions, and spinning threads starve the ones still working
+# whenever the cores are shared (DataLoader workers, other jobs); docs/speed.md has the A/B.
+# A value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import typer
 from typer.core import TyperGroup
 

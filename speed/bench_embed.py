@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# as the cellmae command sets it before torch loads (cellmae/cli.py, docs/speed.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def _screen(path: str | None, preset: str) -> Path:
     if path:
@@ -95,6 +98,7 @@ def main() -> None:
 
     from cellmae.data.readers import open_screen
     from cellmae.embed.channels import plan_channels
+    from cellmae.embed.featurize import inference_weights
     from cellmae.embed.pipeline import parse_blocks, resolve_tile, run_embedding, run_handcrafted
     from cellmae.embed.sources import resolve_source
     from cellmae.utils.device import select_autocast_dtype, select_device
@@ -122,7 +126,7 @@ def main() -> None:
         model = src.model
         device = select_device(args.device)
         dtype = select_autocast_dtype(device, args.precision)
-        model = model.to(device).eval()
+        model = inference_weights(model, device, dtype)  # as the runner runs it (bf16 cast once on CPU)
         plan = plan_channels(screen.channels, getattr(model, "expected_channels", None))
         tile = resolve_tile("auto", model) or screen.read_field(0).shape[-1]
         blocks = parse_blocks(args.blocks, model.num_blocks)

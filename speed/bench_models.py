@@ -1,28 +1,40 @@
 """Training-step and inference throughput of a model preset against the machine's matmul peak.
 
-Default workload (docs/TARGETS.md): CA-MAE ViT-S/16 (OpenPhenom architecture) on 6x256x256 uint8 crops,
-train step = forward + backward + Lion step at batch 8, inference = mean of the last block's patch
-tokens at batch 16, both under bf16 autocast. The bf16 and fp32 matmul peaks (2048^3) are measured in
-the same run, FLOPs are counted with torch.utils.flop_counter.FlopCounterMode, and achieved GFLOP/s are
-printed as a fraction of the peak (absolute times drift on shared machines; ratios do not).
+Default workload: CA-MAE ViT-S/16 (OpenPhenom architecture) on 6x256x256 uint8 crops. Train step =
+forward + backward + timm Lion step at batch 8 under bf16 autocast; inference = mean of the last
+block's patch tokens at batch 16, run as the embedding runner runs it (``inference_weights``: on CPU
+under bf16 one bf16 copy of the model, cast once). FLOPs are counted with FlopCounterMode.
 
-    python speed/bench_models.py                       # the TARGETS.md figures
-    python speed/bench_models.py --model camae_vit_tiny_patch8_64 --steps 3 --precision fp32
+The bf16/fp32 matmul peak (2048^3) is measured warm, many times, and printed as best and median next
+to the load average; fractions of peak use the best. Each workload runs in its own subprocess (so its
+peak RSS, ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the child, is that workload's,
+model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocated``) and prints one
+JSON line. On CPU every workload is an A/B: steps alternate between the default attention
+(``cellmae.models.attention``, chunked explicit product on CPU) and plain SDPA, in the same process,
+and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
+Workloads run with OMP_WAIT_POLICY=PASSIVE unless the environment sets it, as the ``cellmae``
+command does (docs/speed.md). No second implementation of the model (maes_microscopy) is installed
+here, so there is no side-by-side run against it; the figure to compare with the reference is the
+fraction of peak.
+
+    python speed/bench_models.py                       # the issue-18 figures, a few minutes when idle
+    python speed/bench_models.py --threads 1 --steps 2 --skip-train
+    python speed/bench_models.py --model camae_vit_tiny_patch8_64 --train-batch 32 --infer-batch 64
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-
-from cellmae.models import create_model
-from cellmae.utils.device import autocast, select_device
 
 NAMES = ("DNA", "ER", "Actin", "RNA", "Mito", "GolgiPM", "AGP", "Brightfield", "FITC", "Tubulin", "Other")
 
@@ -32,19 +44,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5) -> float:
-    """Median GFLOP/s of an n^3 matmul in ``dtype``."""
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, warmup: int = 3,
+                reps: int = 20) -> tuple[float, float]:
+    """(best, median) GFLOP/s of a warm n^3 matmul in ``dtype`` over ``reps`` repetitions."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    for _ in range(warmup):
+        torch.mm(a, b, out=out)
     times = []
     for _ in range(reps):
         sync(device)
         t = time.perf_counter()
-        a @ b
+        torch.mm(a, b, out=out)
         sync(device)
         times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    flop = 2 * n**3 / 1e9
+    return flop / min(times), flop / statistics.median(times)
 
 
 def _cpu_flash_fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
@@ -69,120 +85,151 @@ def count_flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
-    """Median seconds per call after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="camae_vit_small_patch16_256")
-    ap.add_argument("--channels", type=int, default=6)
-    ap.add_argument("--train-batch", type=int, default=8)
-    ap.add_argument("--infer-batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--precision", choices=["bf16", "fp32", "both"], default="bf16")
-    ap.add_argument("--skip-train", action="store_true")
-    ap.add_argument("--skip-infer", action="store_true")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    ap.add_argument("--optimizer", choices=["lion-pytorch", "timm-lion"], default="timm-lion",
-                    help="Lion implementation: timm's (multi-tensor foreach) or lion-pytorch's (per-parameter loop)")
-    ap.add_argument("--flop-batch", type=int, default=1,
-                    help="count FLOPs on this batch size and scale linearly (saves a full-size counting step)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    torch.manual_seed(0)
-    model = create_model(args.model).to(device)
-    size = model.config["img_size"]
-    names = model.expected_channels or NAMES[: args.channels]
-    n_ch = len(names)
-    peaks = {"bf16": matmul_peak(torch.bfloat16, device), "fp32": matmul_peak(torch.float32, device)}
-    print(f"device={device} threads={torch.get_num_threads()} model={args.model} input={n_ch}x{size}x{size}")
-    print(f"matmul peak 2048^3: bf16 {peaks['bf16']:.0f} GFLOP/s, fp32 {peaks['fp32']:.0f} GFLOP/s")
-    results: dict = {"model": args.model, "device": str(device), "peaks_gflops": peaks, "runs": []}
-    precisions = ["bf16", "fp32"] if args.precision == "both" else [args.precision]
-    for prec in precisions:
-        dtype = torch.bfloat16 if prec == "bf16" else None
-        if not args.skip_train:
-            row = bench_train(model, names, size, dtype, device, args)
-            results["runs"].append(_report("train", prec, args.train_batch, *row, peaks[prec]))
-        if not args.skip_infer:
-            row = bench_infer(model, names, size, dtype, device, args)
-            results["runs"].append(_report("infer", prec, args.infer_batch, *row, peaks[prec]))
-    if args.json:
-        print(json.dumps(results))
-    return results
-
-
-def bench_train(model, names, size, dtype, device, args) -> tuple[float, float]:
-    """(seconds per train step at --train-batch, FLOPs of that step)."""
-    if args.optimizer == "timm-lion":
-        from timm.optim import Lion
-    else:
-        from lion_pytorch import Lion
-
-    model.train()
-    opt = Lion(model.parameters(), lr=1e-4, weight_decay=0.05)
-
-    def train_step(batch: torch.Tensor) -> None:
-        with autocast(device, dtype):
-            loss = model(batch, channels=names)["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    small = _images(args.flop_batch, len(names), size, device)
-    flops = count_flops(lambda: train_step(small)) * args.train_batch / args.flop_batch
-    x = _images(args.train_batch, len(names), size, device)
-    return timed(lambda: train_step(x), args.steps, args.warmup, device), flops
-
-
-def bench_infer(model, names, size, dtype, device, args) -> tuple[float, float]:
-    """(seconds per embedding batch at --infer-batch, FLOPs): mean of the last block's patch tokens."""
-    model.eval()
-
-    @torch.inference_mode()
-    def infer(batch: torch.Tensor) -> None:
-        with autocast(device, dtype):
-            model.forward_features(batch, channels=names, blocks="last", pool="mean")
-
-    small = _images(args.flop_batch, len(names), size, device)
-    flops = count_flops(lambda: infer(small)) * args.infer_batch / args.flop_batch
-    x = _images(args.infer_batch, len(names), size, device)
-    return timed(lambda: infer(x), args.steps, args.warmup, device), flops
-
-
 def _images(batch: int, channels: int, size: int, device: torch.device) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (batch, channels, size, size), generator=gen, dtype=torch.uint8).to(device)
 
 
-def _report(kind: str, prec: str, batch: int, sec: float, flops: float, peak: float) -> dict:
-    gflops = flops / sec / 1e9
+def _workload(args, device: torch.device, dtype: torch.dtype | None):
+    """(step(batch), batch size, model) for ``args.workload``."""
+    from cellmae.embed.featurize import inference_weights
+    from cellmae.models import create_model
+    from cellmae.utils.device import autocast
+
+    torch.manual_seed(0)
+    model = create_model(args.model).to(device)
+    names = list(model.expected_channels or NAMES[: args.channels])
+    if args.workload == "train":
+        from timm.optim import Lion
+
+        model.train()
+        opt = Lion(model.parameters(), lr=1e-4, weight_decay=0.05)
+
+        def step(batch: torch.Tensor) -> None:
+            with autocast(device, dtype):
+                loss = model(batch, channels=names)["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step, args.train_batch, model, names
+
+    runner = inference_weights(model, device, dtype)  # the embedding runner's precision policy
+
+    @torch.inference_mode()
+    def infer(batch: torch.Tensor) -> None:
+        with autocast(device, dtype):
+            runner.forward_features(batch, channels=names, blocks="last", pool="mean")
+
+    return infer, args.infer_batch, model, names
+
+
+def child(args) -> dict:
+    """One workload in this process: FLOPs, interleaved A/B timings, peak memory; one JSON line."""
+    from cellmae.models import attention
+    from cellmae.utils.device import select_device
+
+    torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    step, batch, model, names = _workload(args, device, dtype)
+    size = model.config["img_size"]
+    attention.CHUNKED_CPU = False  # count the FLOPs of the plain path (attention counted as SDPA)
+    small = _images(args.flop_batch, len(names), size, device)
+    flops = count_flops(lambda: step(small)) * batch / args.flop_batch
+    x = _images(batch, len(names), size, device)
+    variants = {"default": True, "sdpa": False} if (device.type == "cpu" and not args.no_ab) else {"default": True}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(args.warmup + args.steps):
+        for name, chunked in variants.items():
+            attention.CHUNKED_CPU = chunked
+            sync(device)
+            t = time.perf_counter()
+            step(x)
+            sync(device)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t)
+    attention.CHUNKED_CPU = True
+    sec = {v: statistics.median(t) for v, t in times.items()}
     row = {
-        "kind": kind, "precision": prec, "batch": batch, "sec_per_step": sec, "img_per_s": batch / sec,
-        "gflop_per_img": flops / batch / 1e9, "gflops": gflops, "fraction_of_peak": gflops / peak,
+        "workload": args.workload, "model": args.model, "device": str(device), "precision": args.precision,
+        "threads": torch.get_num_threads(), "batch": batch, "input": f"{len(names)}x{size}x{size}",
+        "gflop_per_img": flops / batch / 1e9, "sec_per_step": sec["default"], "img_per_s": batch / sec["default"],
+        "gflops": flops / sec["default"] / 1e9, "step_times": {v: [round(t, 3) for t in ts] for v, ts in times.items()},
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "load_average": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    print(
-        f"{kind:5s} {prec}: batch {batch}, {sec:.2f} s/step, {batch / sec:.2f} img/s, "
-        f"{flops / batch / 1e9:.1f} GFLOP/img, {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of {prec} peak",
-        flush=True,
-    )
+    if "sdpa" in sec:
+        row["img_per_s_sdpa"] = batch / sec["sdpa"]
+        row["ab_ratio_default_over_sdpa"] = sec["sdpa"] / sec["default"]
+    if device.type == "cuda":
+        row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="camae_vit_small_patch16_256")
+    ap.add_argument("--channels", type=int, default=6)
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--infer-batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per variant (median reported)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-infer", action="store_true")
+    ap.add_argument("--no-ab", action="store_true", help="time only the default path (no interleaved SDPA steps)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
+    ap.add_argument("--flop-batch", type=int, default=1,
+                    help="count FLOPs on this batch size and scale linearly (saves a full-size counting step)")
+    ap.add_argument("--workload", choices=["train", "infer"], help=argparse.SUPPRESS)  # the child's job
+    args = ap.parse_args(argv)
+    if args.workload:
+        print(json.dumps(child(args)), flush=True)
+        return []
+
+    from cellmae.utils.device import select_device
+
+    torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    peak_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    best, median = matmul_peak(peak_dtype, device)
+    load = os.getloadavg()
+    print(f"device={device} threads={torch.get_num_threads()} cpus={os.cpu_count()} model={args.model} "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{args.precision} matmul peak 2048^3 (20 warm reps): best {best:.0f} GFLOP/s, median {median:.0f}")
+    print(json.dumps({"workload": "matmul_peak", "precision": args.precision, "best_gflops": best,
+                      "median_gflops": median, "threads": torch.get_num_threads(), "load_average": load}))
+    # as the cellmae command sets it (cellmae/cli.py); OMP_WAIT_POLICY=ACTIVE python ... for the other side
+    # (an empty OMP_WAIT_POLICY= leaves it unset in the workloads: libgomp's default)
+    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": policy} if policy else {})
+    print(f"workloads run with OMP_WAIT_POLICY={policy or 'unset (libgomp default)'}")
+    rows = []
+    for workload in [w for w, skip in (("train", args.skip_train), ("infer", args.skip_infer)) if not skip]:
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--workload", workload]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        row["fraction_of_peak"] = row["gflops"] / best
+        row["peak_best_gflops"] = best
+        rows.append(row)
+        print(_line(row), flush=True)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def _line(row: dict) -> str:
+    text = (f"{row['workload']:5s} {row['precision']} batch {row['batch']}: {row['img_per_s']:.2f} img/s, "
+            f"{row['gflop_per_img']:.1f} GFLOP/img, {row['gflops']:.0f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% "
+            f"of peak, peak RSS {row['peak_rss_mib']:.0f} MiB")
+    if "ab_ratio_default_over_sdpa" in row:
+        text += f"; plain SDPA {row['img_per_s_sdpa']:.2f} img/s, A/B default/SDPA {row['ab_ratio_default_over_sdpa']:.2f}x"
+    if "cuda_max_allocated_mib" in row:
+        text += f", CUDA max allocated {row['cuda_max_allocated_mib']:.0f} MiB"
+    return text + f" (load {row['load_average'][0]:.2f})"
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from cellmae.models.attention import Attention, attention
 from cellmae.models.pos_embed import sincos_2d_pos_embed
 
 _norm = partial(nn.LayerNorm, eps=1e-6)
@@ -38,7 +38,7 @@ def _autocast_residual(x: torch.Tensor) -> torch.Tensor:
 
 
 def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
-    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=_norm) for _ in range(depth)])
+    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=_norm, attn_layer=Attention) for _ in range(depth)])
 
 
 class MAEDecoder(nn.Module):
@@ -64,7 +64,7 @@ class MAEDecoder(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head cross-attention through ``F.scaled_dot_product_attention`` (q from x, k/v from context).
+    """Multi-head cross-attention (q from x, k/v from context) through :func:`cellmae.models.attention.attention`.
 
     timm has no cross-attention module with this parameter layout (q, kv, proj), which the OpenPhenom
     checkpoint uses; hence this small module.
@@ -85,7 +85,7 @@ class CrossAttention(nn.Module):
         h = self.num_heads
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
         k, v = self.kv(context).view(b, m, 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 

@@ -12,13 +12,14 @@ from functools import partial
 
 import torch
 from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block, ParallelScalingBlock
+from timm.models.vision_transformer import Block
 from torch import nn
 
+from cellmae.models.attention import Attention, ParallelScalingBlock
 from cellmae.models.interface import resolve_blocks
 from cellmae.models.tokenizers import ChannelAgnosticTokenizer, StandardTokenizer
 
-BLOCKS = {"standard": Block, "parallel": ParallelScalingBlock}
+BLOCKS = {"standard": partial(Block, attn_layer=Attention), "parallel": ParallelScalingBlock}
 POOLS = ("mean", "cls", "channel_concat")
 
 

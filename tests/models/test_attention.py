@@ -1,0 +1,95 @@
+"""The chunked CPU attention equals softmax attention by its definition, and the models built on it
+compute what timm's modules (SDPA) compute: forward outputs and gradients in fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.layers import Attention as TimmAttention
+from timm.models.vision_transformer import ParallelScalingBlock as TimmParallelScalingBlock
+
+from cellmae.models import attention as attn_mod
+from cellmae.models import create_model
+from cellmae.models.attention import Attention, ParallelScalingBlock, attention
+
+from .conftest import SMALL, uint8_images
+
+
+def _definition(q, k, v):
+    """softmax(q k^T / sqrt(d)) v in float64 (Vaswani et al. 2017, eq. 1)."""
+    q, k, v = q.double(), k.double(), v.double()
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+
+
+@pytest.mark.parametrize("chunk", [2**21, 40 * 40 * 3, 40 * 40, 1])  # whole batch, images, heads, one head
+def test_chunked_attention_matches_the_definition(monkeypatch, chunk):
+    monkeypatch.setattr(attn_mod, "CHUNK_SCORES", chunk)
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 40, 16, generator=gen) for _ in range(3))
+    out = attention(q, k, v)
+    assert out.shape == (3, 4, 40, 16)
+    torch.testing.assert_close(out.double(), _definition(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_attention_gradients_match_sdpa(monkeypatch):
+    monkeypatch.setattr(attn_mod, "CHUNK_SCORES", 30 * 30)  # one head per chunk
+    gen = torch.Generator().manual_seed(1)
+    grads = []
+    for fn in (attention, F.scaled_dot_product_attention):
+        q, k, v = (torch.randn(2, 3, 30, 8, generator=torch.Generator().manual_seed(i)).requires_grad_() for i in range(3))
+        w = torch.randn(2, 3, 30, 8, generator=gen.manual_seed(7))
+        (fn(q, k, v) * w).sum().backward()
+        grads.append([t.grad for t in (q, k, v)])
+    for ours, sdpa in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, sdpa, rtol=1e-5, atol=1e-6)
+
+
+def _same_as_timm(ours: torch.nn.Module, timm_module: torch.nn.Module, x: torch.Tensor) -> None:
+    assert list(ours.state_dict()) == list(timm_module.state_dict())  # checkpoints load unchanged
+    timm_module.load_state_dict(ours.state_dict())
+    outs = []
+    for m in (ours, timm_module):
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append((y.detach(), xi.grad, {n: p.grad for n, p in m.named_parameters()}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-5)
+    for name, g in outs[0][2].items():
+        torch.testing.assert_close(g, outs[1][2][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_attention_module_equals_timm():
+    torch.manual_seed(0)
+    x = torch.randn(2, 20, 32)
+    _same_as_timm(Attention(32, num_heads=4, qkv_bias=True), TimmAttention(32, num_heads=4, qkv_bias=True), x)
+
+
+def test_parallel_scaling_block_equals_timm():
+    torch.manual_seed(0)
+    kw = {"dim": 48, "num_heads": 3, "qkv_bias": False, "qk_norm": True, "init_values": 0.5}
+    _same_as_timm(ParallelScalingBlock(**kw), TimmParallelScalingBlock(**kw), torch.randn(2, 17, 48))
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_camae_loss_and_gradients_do_not_depend_on_the_attention_path(monkeypatch, separate):
+    """The whole CA-MAE (OpenPhenom layout: a block stack per channel slot) with chunked attention vs
+    SDPA everywhere (encoder, cross-attention, decoder stacks): same predictions and gradients in fp32."""
+    torch.manual_seed(0)
+    model = create_model("camae_vit_tiny_patch8_64", **{**SMALL, "decoder_depth": 2}, decoder_channel_slots=4,
+                         decoder_separate_channel_blocks=separate)
+    x = uint8_images(2, 3)
+    monkeypatch.setattr(attn_mod, "CHUNK_SCORES", 64 * 64)  # force several chunks at 64 tokens/channel
+    runs = []
+    for chunked in (True, False):
+        monkeypatch.setattr(attn_mod, "CHUNKED_CPU", chunked)
+        model.zero_grad()
+        out = model(x, channels=["DNA", "ER", "RNA"], mask_seed=3)
+        out["loss"].backward()
+        runs.append((out["pred"].detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-5, atol=1e-5)
+    assert runs[0][1].keys() == runs[1][1].keys()
+    scale = max(g.abs().max() for g in runs[1][1].values())
+    for name, g in runs[0][1].items():
+        torch.testing.assert_close(g, runs[1][1][name], rtol=1e-4, atol=1e-6 * float(scale), msg=name)
