@@ -96,6 +96,7 @@ def run_scaling_study(
     bench_dir: str | Path | None = None,
     screen: str | Path | None = None,
     variants: Iterable[str] = (),
+    variant_jobs: Iterable[str] | None = None,
     seed: int = 0,
     resume: bool = True,
     python: str = sys.executable,
@@ -105,7 +106,8 @@ def run_scaling_study(
 
     ``steps``: the training-length axis (``trainer.max_steps`` per job, each with its own full schedule);
     None trains every job for the config's own length. ``screen``: embed + map + bench every job on it (and
-    the baselines), under the default embedding and each of ``variants`` (see :func:`parse_variant`)."""
+    the baselines), under the default embedding and each of ``variants`` (see :func:`parse_variant`), the
+    variants only for the jobs named in ``variant_jobs`` when given."""
     from cellmae.train.config import load_config
     from cellmae.train.run import model_img_size, prepare_shards
 
@@ -140,7 +142,8 @@ def run_scaling_study(
                                      Path(bench_dir) if bench_dir else None, job))
     table = pd.DataFrame(rows)
     if screen is not None:
-        table = evaluate_study(table, Path(screen), out_dir, parsed, seed=seed, resume=resume)
+        table = evaluate_study(table, Path(screen), out_dir, parsed, seed=seed, resume=resume,
+                               variant_jobs=None if variant_jobs is None else list(variant_jobs))
     with atomic_path(out_dir / SCALING_TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False)
     plot_scaling(table, out_dir / SCALING_PLOT_FILE)
@@ -255,14 +258,19 @@ def _first_recall(recall: Any) -> float | None:
 
 
 def evaluate_study(table: pd.DataFrame, screen: Path, out_dir: Path, variants: list[tuple[str, dict[str, Any]]],
-                   *, seed: int = 0, resume: bool = True) -> pd.DataFrame:
+                   *, seed: int = 0, resume: bool = True, variant_jobs: list[str] | None = None) -> pd.DataFrame:
     """Rows of ``table`` with their recall on ``screen`` (one row per job and variant) plus baseline rows
-    (``random-init`` of each model and ``handcrafted``, at zero training compute)."""
+    (``random-init`` of each model and ``handcrafted``, at zero training compute). Variants other than the
+    default cover only ``variant_jobs`` (and their models' random-init twins) when given."""
+    unknown = sorted(set(variant_jobs or ()) - set(table["job"]))
+    if unknown:
+        raise ValueError(f"--variant-jobs: no such job(s) {unknown}; jobs of this study: {table['job'].tolist()}")
     rows = []
     for vname, variant in variants:
         vdir = out_dir / SCALING_EVAL_DIR / vname.replace("=", "-").replace(",", "_")
-        for model, g in table.groupby("model", sort=False):
-            first = Path(g["run_dir"].iloc[0])
+        jobs = table if vname == "default" or variant_jobs is None else table[table["job"].isin(variant_jobs)]
+        for model, g in jobs.groupby("model", sort=False):
+            first = Path(table.loc[table["model"] == model, "run_dir"].iloc[0])  # the twin: same for every variant
             res = evaluate_source(screen, f"random-init:{first}", vdir / f"random-init__{model}", name="random-init",
                                   blocks="all", variant=variant, seed=seed, resume=resume)
             rows.append({"job": f"random-init__{model}", "model": model, "method": "random-init", "variant": vname,

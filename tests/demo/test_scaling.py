@@ -51,11 +51,13 @@ def test_screen_evaluation_adds_recall_probes_and_baselines_per_variant(sim_shar
     model = "camae_vit_tiny_patch8_64"
     out = tmp_path / "study"
     table = run_scaling_study("tiny-camae", sim_shards, out, models=[model], steps=[2, 4], overrides=overrides,
-                              screen=screen, variants=["image_stats=true"], env={"OMP_NUM_THREADS": "1"})
+                              screen=screen, variants=["image_stats=true"], variant_jobs=[job_name(model, 1.0, 4)],
+                              env={"OMP_NUM_THREADS": "1"})
     assert sorted(set(table["variant"])) == ["default", "image_stats=true"]
     trained = table[table["method"] == "trained"]
-    assert sorted(trained["job"]) == sorted([job_name(model, 1.0, 2), job_name(model, 1.0, 4)] * 2)
-    assert trained.groupby("variant")["steps"].apply(sorted).tolist() == [[2, 4], [2, 4]]
+    # the default covers every job, the variant only the job it was asked for
+    assert trained.groupby("variant")["steps"].apply(sorted).tolist() == [[2, 4], [4]]
+    assert (trained["job"] == trained["steps"].map(lambda n: job_name(model, 1.0, n))).all()
     base = table[table["method"] != "trained"]
     assert (base["compute_flops"] == 0).all()
     # handcrafted once (image statistics do not apply to it), the random-init twin once per variant
@@ -70,3 +72,6 @@ def test_screen_evaluation_adds_recall_probes_and_baselines_per_variant(sim_shar
         return sum(c.startswith("feature_") for c in pd.read_parquet(part).columns)
     assert width("image_stats-true") == width("default") + 2 * 6
     assert (out / "scaling.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="variant-jobs"):
+        run_scaling_study("tiny-camae", sim_shards, out, models=[model], steps=[2, 4], overrides=overrides,
+                          screen=screen, variants=["pool=channel_concat"], variant_jobs=["nope"])

@@ -128,10 +128,14 @@ def resolve_spec(preset: str, **overrides) -> ScreenSpec:
     for key in ("channels", "doses_uM"):
         if key in values:
             values[key] = tuple(values[key])
-    if preset in REAL_PIXEL_PRESETS and not values.get("base_images"):
+    return ScreenSpec(**values)
+
+
+def check_base_images(preset: str, spec: ScreenSpec) -> None:
+    """A real-pixel preset needs its folder of real fields (``base_images``)."""
+    if preset in REAL_PIXEL_PRESETS and not spec.base_images:
         raise ValueError(f"simulate: preset {preset!r} cuts its sites from real fields; give the folder with "
                          "--set base_images=DIR (e.g. the ExampleFly images of the shared data)")
-    return ScreenSpec(**values)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -155,4 +159,4 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-__all__ = ["PRESETS", "REAL_PIXEL_PRESETS", "ScreenSpec", "parse_override", "resolve_spec", "spec_fields"]
+__all__ = ["PRESETS", "REAL_PIXEL_PRESETS", "ScreenSpec", "check_base_images", "parse_override", "resolve_spec", "spec_fields"]

@@ -40,7 +40,7 @@ from cellmae.data.simulate.biology import (
     sample_biology,
 )
 from cellmae.data.simulate.layout import well_layout
-from cellmae.data.simulate.presets import ScreenSpec, resolve_spec
+from cellmae.data.simulate.presets import ScreenSpec, check_base_images, resolve_spec
 from cellmae.data.simulate.real_pixels import real_pixel_site
 from cellmae.data.simulate.render import place_cells, render_stains, sample_cells
 from cellmae.data.workers import die_with_parent
@@ -129,6 +129,7 @@ def simulate_screen(out_dir: str | os.PathLike, preset: str = "tiny", seed: int 
     a different existing ``out_dir`` is replaced only with ``overwrite=True``.
     """
     spec = resolve_spec(preset, **overrides)
+    check_base_images(preset, spec)
     if spec.base_images:
         folder = Path(spec.base_images).expanduser().absolute()
         if not folder.is_dir():

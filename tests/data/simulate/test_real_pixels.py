@@ -89,6 +89,6 @@ def test_truth_matches_the_screen_and_groups_share_a_direction(fly_screen: Path,
 
 def test_real_pixel_preset_needs_its_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="base_images"):
-        resolve_spec("examplefly-demo")
+        simulate_screen(tmp_path / "y", "examplefly-demo")
     with pytest.raises(FileNotFoundError, match="base_images"):
         simulate_screen(tmp_path / "x", "examplefly-tiny", base_images=str(tmp_path / "missing"))
