@@ -327,7 +327,8 @@ def plot_scaling(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("training compute (FLOPs)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, title=f"model (labels: {label_col.replace('_', ' ')})", title_fontsize=7)
+    legend_ax = axes[0][1] if has_recall else axes[0][0]  # the recall panel has every line, baselines included
+    legend_ax.legend(fontsize=7, title=f"model (labels: {label_col.replace('_', ' ')})", title_fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
