@@ -117,7 +117,7 @@ def run_scaling_study(
         raise ValueError("scaling study: give at least one model preset")
     parsed = [("default", {})] + [(v, parse_variant(v)) for v in variants]
     if screen is not None and not Path(screen).is_dir():
-        raise FileNotFoundError(f"--screen {screen}: no such folder (give a screen folder with truth/)")
+        raise FileNotFoundError(f"--eval-screen {screen}: no such folder (give a screen folder with truth/)")
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
         raise ValueError(f"scaling study: data fractions must be in (0, 1], got {bad}")
