@@ -91,7 +91,7 @@ TRANSFER_DIR = "transfer"  # RUN/transfer is a run folder of its own (screen/, e
 SCALING_TABLE_FILE = "scaling.csv"
 SCALING_PLOT_FILE = "scaling.png"
 SCALING_RUNS_DIR = "runs"
-SCALING_EVAL_DIR = "eval"  # scaling-study --screen: eval/<variant>/<job>/ is a run folder (embed/, map/, bench/)
+SCALING_EVAL_DIR = "eval"  # scaling-study --eval-screen: eval/<variant>/<job>/ is a run folder (embed/, map/, bench/)
 SCALING_EVAL_FILE = "scaling_eval.json"  # the evaluation's result, written last (a rerun reuses it)
 
 # stage folders of a run
