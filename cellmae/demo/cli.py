@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         steps: str = typer.Option("", "--steps", help="Comma-separated training lengths (the compute axis), "
                                   "e.g. 300,1000,2200; each job has its own full schedule. Empty: the config's."),
         bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
-        eval_screen: Path = typer.Option(None, "--eval-screen", "--screen", help="Screen folder with truth/: embed, map "
+        eval_screen: Path = typer.Option(None, "--eval-screen", help="Screen folder with truth/: embed, map "
                                          "and bench every finished job on it, with the random-init and handcrafted baselines."),
         variants: list[str] = typer.Option([], "--variant", help="With --eval-screen: also evaluate under this embedding "
                                            "variant, KEY=VALUE[,...] with KEY pool | image_stats | align (repeatable)."),
