@@ -94,6 +94,8 @@ PROXY_DIR = "proxy"  # RUN/proxy: the demo's proxy screen for block selection (s
 SCALING_TABLE_FILE = "scaling.csv"
 SCALING_PLOT_FILE = "scaling.png"
 SCALING_RUNS_DIR = "runs"
+SCALING_EVAL_DIR = "eval"  # scaling-study --eval-screen: eval/<variant>/<job>/ is a run folder (embed/, map/, bench/)
+SCALING_EVAL_FILE = "scaling_eval.json"  # the evaluation's result, written last (a rerun reuses it)
 
 # stage folders of a run
 SCREEN_DIR, SHARDS_DIR, TRAIN_DIR, EMBED_DIR, MAP_DIR, BENCH_DIR = "screen", "shards", "train", "embed", "map", "bench"

@@ -82,7 +82,16 @@ def register(app: typer.Typer) -> None:
                                             help="Config override for every job (repeatable)."),
         models: str = typer.Option(..., "--models", help="Comma-separated model presets (the model-size axis)."),
         fractions: str = typer.Option("1.0", "--fractions", help="Comma-separated data fractions (0, 1]."),
+        steps: str = typer.Option("", "--steps", help="Comma-separated training lengths (the compute axis), "
+                                  "e.g. 300,1000,2200; each job has its own full schedule. Empty: the config's."),
         bench: Path = typer.Option(None, "--bench", help="Folder with bench/<job>/**/summary.json to fill recall."),
+        eval_screen: Path = typer.Option(None, "--eval-screen", help="Screen folder with truth/: embed, map "
+                                         "and bench every finished job on it, with the random-init and handcrafted baselines."),
+        variants: list[str] = typer.Option([], "--variant", help="With --eval-screen: also evaluate under this embedding "
+                                           "variant, KEY=VALUE[,...] with KEY pool | image_stats | align (repeatable)."),
+        variant_jobs: str = typer.Option("", "--variant-jobs", help="Comma-separated jobs the --variant evaluations "
+                                         "cover (default: every job)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the baselines and benchmarks with --eval-screen."),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse finished jobs, resume killed ones."),
         quiet: bool = QUIET,
         as_json: bool = JSON,
@@ -92,8 +101,10 @@ def register(app: typer.Typer) -> None:
         from cellmae.layout import SCALING_PLOT_FILE, SCALING_TABLE_FILE
 
         table = run_scaling_study(config, shards, out, models=[m.strip() for m in models.split(",") if m.strip()],
-                                  fractions=[float(f) for f in fractions.split(",")], overrides=overrides,
-                                  bench_dir=bench, resume=resume)
+                                  fractions=[float(f) for f in fractions.split(",")],
+                                  steps=[int(n) for n in steps.split(",") if n.strip()] or None, overrides=overrides,
+                                  bench_dir=bench, screen=eval_screen, variants=variants, seed=seed, resume=resume,
+                                  variant_jobs=[j.strip() for j in variant_jobs.split(",") if j.strip()] or None)
         Speaker(quiet=quiet, as_json=as_json).summary(
             {"table": str(out / SCALING_TABLE_FILE), "plot": str(out / SCALING_PLOT_FILE),
              "jobs": table.to_dict(orient="records")},

@@ -2,8 +2,11 @@
 summarised in one table (``scaling.csv``) and one plot (``scaling.png``: loss, and recall once benchmark
 results exist, against training compute).
 
-Each job is a ``cellmae train`` subprocess (``data.fraction`` sets the data size), so a crash or a kill
-affects one cell only and a rerun skips finished cells and resumes killed ones. Compute is counted, not
+Each job is a ``cellmae train`` subprocess (``data.fraction`` sets the data size, ``trainer.max_steps`` the
+training length), so a crash or a kill affects one cell only and a rerun skips finished cells and resumes
+killed ones. With a screen, every finished job is embedded, mapped and benchmarked on it by the demo's
+stages (cellmae.demo.stages), next to the random-init twin of each model and the handcrafted features,
+once per embedding variant (pooling, appended image statistics, alignment). Compute is counted, not
 estimated: training FLOPs per crop (forward + backward, masking included) are measured with
 ``torch.utils.flop_counter.FlopCounterMode`` on one crop and multiplied by the crops seen.
 """
@@ -22,6 +25,8 @@ import pandas as pd
 
 from cellmae.layout import (
     BENCH_SUMMARY_FILE,
+    SCALING_EVAL_DIR,
+    SCALING_EVAL_FILE,
     SCALING_PLOT_FILE,
     SCALING_RUNS_DIR,
     SCALING_TABLE_FILE,
@@ -29,13 +34,13 @@ from cellmae.layout import (
     TRAIN_CONFIG_FILE,
     TRAIN_SUMMARY_FILE,
 )
-from cellmae.utils.atomic import atomic_path
+from cellmae.utils.atomic import atomic_path, write_text_atomic
 
 RUNS_DIR = SCALING_RUNS_DIR
 
 
-def job_name(model: str, fraction: float) -> str:
-    return f"{model}__data{fraction:g}"
+def job_name(model: str, fraction: float, steps: int | None = None) -> str:
+    return f"{model}__data{fraction:g}" + (f"__steps{steps}" if steps is not None else "")
 
 
 def measure_model(cfg: Any, channels: tuple[str, ...]) -> dict[str, int]:
@@ -87,13 +92,23 @@ def run_scaling_study(
     *,
     models: Iterable[str],
     fractions: Iterable[float] = (1.0,),
+    steps: Iterable[int] | None = None,
     overrides: Iterable[str] = (),
     bench_dir: str | Path | None = None,
+    screen: str | Path | None = None,
+    variants: Iterable[str] = (),
+    variant_jobs: Iterable[str] | None = None,
+    seed: int = 0,
     resume: bool = True,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Run every (model, fraction) job not yet finished, then write and return the summary table."""
+    """Run every (model, fraction, steps) job not yet finished, then write and return the summary table.
+
+    ``steps``: the training-length axis (``trainer.max_steps`` per job, each with its own full schedule);
+    None trains every job for the config's own length. ``screen``: embed + map + bench every job on it (and
+    the baselines), under the default embedding and each of ``variants`` (see :func:`parse_variant`), the
+    variants only for the jobs named in ``variant_jobs`` when given."""
     from cellmae.data.shards import ensure_shards
     from cellmae.train.config import load_config
     from cellmae.train.run import training_crop_size
@@ -102,9 +117,15 @@ def run_scaling_study(
     models, fractions, overrides = list(models), [float(f) for f in fractions], list(overrides)
     if not models:
         raise ValueError("scaling study: give at least one model preset")
+    parsed = [("default", {})] + [(v, parse_variant(v)) for v in variants]
+    if screen is not None and not Path(screen).is_dir():
+        raise FileNotFoundError(f"--eval-screen {screen}: no such folder (give a screen folder with truth/)")
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
         raise ValueError(f"scaling study: data fractions must be in (0, 1], got {bad}")
+    step_axis: list[int | None] = [int(n) for n in steps] if steps is not None else [None]
+    if any(n is not None and n < 1 for n in step_axis):
+        raise ValueError(f"scaling study: --steps must be >= 1, got {step_axis}")
     base = load_config(config, overrides)
     for m in models:  # fail before any job on a bad model name or override
         load_config(config, [*overrides, f"model.name={m}"])
@@ -114,14 +135,19 @@ def run_scaling_study(
     rows = []
     for model in models:
         for fraction in fractions:
-            job = job_name(model, fraction)
-            job_dir = out_dir / RUNS_DIR / job
-            if not (resume and (job_dir / TRAIN_SUMMARY_FILE).is_file()):
-                _run_job(python, config, shard_dir, job_dir, [*overrides, f"model.name={model}",
-                                                              f"data.fraction={fraction:g}"], resume, env)
-            rows.append(_job_row(job_dir, config, [*overrides, f"model.name={model}"], model, fraction, shard_dir,
-                                 Path(bench_dir) if bench_dir else None, job))
+            for n_steps in step_axis:
+                job = job_name(model, fraction, n_steps)
+                job_dir = out_dir / RUNS_DIR / job
+                job_overrides = [*overrides, f"model.name={model}", f"data.fraction={fraction:g}",
+                                 *([f"trainer.max_steps={n_steps}"] if n_steps is not None else [])]
+                if not (resume and (job_dir / TRAIN_SUMMARY_FILE).is_file()):
+                    _run_job(python, config, shard_dir, job_dir, job_overrides, resume, env)
+                rows.append(_job_row(job_dir, config, job_overrides, model, fraction, shard_dir,
+                                     Path(bench_dir) if bench_dir else None, job))
     table = pd.DataFrame(rows)
+    if screen is not None:
+        table = evaluate_study(table, Path(screen), out_dir, parsed, seed=seed, resume=resume,
+                               variant_jobs=None if variant_jobs is None else list(variant_jobs))
     with atomic_path(out_dir / SCALING_TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False)
     plot_scaling(table, out_dir / SCALING_PLOT_FILE)
@@ -167,6 +193,106 @@ def _job_row(job_dir: Path, config: str | Path, overrides: list[str], model: str
     }
 
 
+VARIANT_KEYS = {"pool": str, "image_stats": bool, "align": str}
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"pool=channel_concat,image_stats=true"`` -> options of one embedding variant (errors name the key)."""
+    out: dict[str, Any] = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in VARIANT_KEYS:
+            raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE with KEY in {sorted(VARIANT_KEYS)}")
+        out[key] = raw.strip().lower() in {"1", "true", "yes"} if VARIANT_KEYS[key] is bool else raw.strip()
+    if not out:
+        raise ValueError(f"--variant {text!r}: empty; give e.g. pool=channel_concat or image_stats=true")
+    return out
+
+
+def evaluate_source(screen: Path, source: str | Path, root: Path, *, name: str, blocks: str | None,
+                    variant: dict[str, Any], seed: int = 0, resume: bool = True) -> dict[str, Any]:
+    """Embed ``screen`` with ``source``, map and bench it into the run folder ``root`` (the demo's stages);
+    return the recall of the screen's truth at the probe-chosen, last and best block, and the probe score."""
+    from cellmae.demo import stages
+    from cellmae.demo.settings import DemoSettings
+
+    marker = root / SCALING_EVAL_FILE
+    if resume and marker.is_file():
+        return json.loads(marker.read_text())
+    # tiles of the model's own input size ("auto"), one process: the study's jobs own the other cores
+    s = DemoSettings(out=root, screen=screen, seed=seed, progress=False, workers=0, tile="auto",
+                     pool=variant.get("pool", DemoSettings.pool), align=variant.get("align", DemoSettings.align))
+    from cellmae.layout import RunDir, read_best_block
+
+    run = RunDir(root)
+    stages.embed(s, screen, source, run.embed(name), blocks=blocks, overwrite=True,
+                 image_stats=bool(variant.get("image_stats", False)))
+    stages.build_maps(s, root, name)
+    res = stages.bench_model(s, root, screen, name, probes=blocks is not None)
+    per_block = {k: _first_recall(v) for k, v in res.items() if k.startswith("block")}
+    per_block = {k: v for k, v in per_block.items() if v is not None}
+    if not per_block:
+        raise RuntimeError(f"scaling study: no recall for {name} on {screen} (does {screen}/truth hold relationships?)")
+    last = sorted(per_block)[-1]
+    best_file = run.best_block_file(name)
+    chosen, probe = last, None
+    if best_file.is_file():
+        from cellmae.layout import block_name
+
+        chosen = block_name(read_best_block(best_file))
+        probe = json.loads(best_file.read_text()).get("value")
+    out = {"recall": per_block.get(chosen), "recall_block": chosen, "recall_last": per_block[last],
+           "recall_max": max(per_block.values()), "probe_score": probe,
+           "recall_per_block": per_block}
+    write_text_atomic(marker, json.dumps(out, indent=2))
+    return out
+
+
+def _first_recall(recall: Any) -> float | None:
+    """The first recall value of a bench summary's ``recall`` entry (the screen's own truth comes first)."""
+    if not isinstance(recall, dict):
+        return None
+    for source in recall.values():
+        if isinstance(source, dict):
+            for k, v in source.items():
+                if k.startswith("recall") and isinstance(v, (int, float)):
+                    return float(v)
+    return None
+
+
+def evaluate_study(table: pd.DataFrame, screen: Path, out_dir: Path, variants: list[tuple[str, dict[str, Any]]],
+                   *, seed: int = 0, resume: bool = True, variant_jobs: list[str] | None = None) -> pd.DataFrame:
+    """Rows of ``table`` with their recall on ``screen`` (one row per job and variant) plus baseline rows
+    (``random-init`` of each model and ``handcrafted``, at zero training compute). Variants other than the
+    default cover only ``variant_jobs`` (and their models' random-init twins) when given."""
+    unknown = sorted(set(variant_jobs or ()) - set(table["job"]))
+    if unknown:
+        raise ValueError(f"--variant-jobs: no such job(s) {unknown}; jobs of this study: {table['job'].tolist()}")
+    rows = []
+    for vname, variant in variants:
+        vdir = out_dir / SCALING_EVAL_DIR / vname.replace("=", "-").replace(",", "_")
+        jobs = table if vname == "default" or variant_jobs is None else table[table["job"].isin(variant_jobs)]
+        for model, g in jobs.groupby("model", sort=False):
+            first = Path(table.loc[table["model"] == model, "run_dir"].iloc[0])  # the twin: same for every variant
+            res = evaluate_source(screen, f"random-init:{first}", vdir / f"random-init__{model}", name="random-init",
+                                  blocks="all", variant=variant, seed=seed, resume=resume)
+            rows.append({"job": f"random-init__{model}", "model": model, "method": "random-init", "variant": vname,
+                         "params": g["params"].iloc[0], "steps": 0, "crops_seen": 0, "compute_flops": 0.0, **res})
+            for r in g.to_dict("records"):
+                res = evaluate_source(screen, r["run_dir"], vdir / r["job"], name="camae", blocks="all",
+                                      variant=variant, seed=seed, resume=resume)
+                rows.append({**r, "method": "trained", "variant": vname, **res})
+        if vname == "default" or "align" in variant:  # pooling and image statistics do not apply to it
+            res = evaluate_source(screen, "handcrafted", vdir / "handcrafted", name="handcrafted", blocks=None,
+                                  variant=variant, seed=seed, resume=resume)
+            rows.append({"job": "handcrafted", "model": "handcrafted", "method": "handcrafted", "variant": vname,
+                         "steps": 0, "crops_seen": 0, "compute_flops": 0.0, **res})
+    out = pd.DataFrame(rows)
+    out["recall_per_block"] = out["recall_per_block"].map(json.dumps)
+    return out
+
+
 def plot_scaling(table: pd.DataFrame, path: Path) -> Path:
     """Final loss (and recall, when present) against training compute, one line per model size."""
     import io
@@ -176,21 +302,37 @@ def plot_scaling(table: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    has_recall = "recall" in table and table["recall"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_recall else 1, figsize=(11 if has_recall else 6, 4.2), squeeze=False)
-    panels = [("loss_final", "final training loss")] + ([("recall", "known-relationship recall")] if has_recall else [])
+    baselines = table[table["method"] != "trained"] if "method" in table else table.iloc[:0]
+    if "variant" in table:  # the plot shows the default embedding; the table holds every variant
+        table = table[table["variant"] == "default"]
+        baselines = baselines[baselines["variant"] == "default"]
+    trained = table[table["method"] == "trained"] if "method" in table else table
+    has_recall = "recall" in trained and trained["recall"].notna().any()
+    has_probe = has_recall and "probe_score" in trained and trained["probe_score"].notna().any()
+    panels = [("loss_final", "final training loss")]
+    panels += [("recall", "known-relationship recall (probe-chosen block)")] if has_recall else []
+    panels += [("probe_score", "block probe (mean balanced accuracy)")] if has_probe else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    label_col = "steps" if trained["steps"].nunique() > 1 else "data_fraction"
     for ax, (col, label) in zip(axes[0], panels, strict=True):
-        for model, g in table.sort_values("compute_flops").groupby("model", sort=False):
+        for i, (model, g) in enumerate(trained.sort_values("compute_flops").groupby("model", sort=False)):
             g = g[g[col].notna()]
-            ax.plot(g["compute_flops"], g[col], marker="o", label=model)
+            line = ax.plot(g["compute_flops"], g[col], marker="o", label=model, color=f"C{i}")[0]
             for _, r in g.iterrows():
-                ax.annotate(f"{r['data_fraction']:g}", (r["compute_flops"], r[col]), fontsize=7,
+                ax.annotate(f"{r[label_col]:g}", (r["compute_flops"], r[col]), fontsize=7,
                             textcoords="offset points", xytext=(3, 3))
+            base = baselines[(baselines["model"] == model) & baselines[col].notna()] if col in baselines else []
+            for _, b in getattr(base, "iterrows", lambda: [])():
+                ax.axhline(b[col], color=line.get_color(), ls=":", lw=1, label=f"random-init {model}")
+        hand = baselines[(baselines["model"] == "handcrafted") & baselines[col].notna()] if col in baselines else []
+        for _, b in getattr(hand, "iterrows", lambda: [])():
+            ax.axhline(b[col], color="k", ls="--", lw=1, label="handcrafted")
         ax.set_xscale("log")
         ax.set_xlabel("training compute (FLOPs)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, title="model (labels: data fraction)", title_fontsize=8)
+    legend_ax = axes[0][1] if has_recall else axes[0][0]  # the recall panel has every line, baselines included
+    legend_ax.legend(fontsize=7, title=f"model (labels: {label_col.replace('_', ' ')})", title_fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

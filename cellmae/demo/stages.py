@@ -79,14 +79,15 @@ def train(s: DemoSettings, shard_dir: Path, out: Path, *, config: str, overwrite
 
 
 def embed(s: DemoSettings, screen: Path, source: str | Path, out: Path, *, blocks: str | int | None,
-          overwrite: bool, pool: str | None = None) -> dict:
-    """Well embeddings of ``screen`` by ``source`` (a checkpoint, ``random-init:...`` or ``handcrafted``)."""
+          overwrite: bool, pool: str | None = None, image_stats: bool = False) -> dict:
+    """Well embeddings of ``screen`` by ``source`` (a checkpoint, ``random-init:...`` or ``handcrafted``);
+    ``image_stats`` appends each channel's tile mean and spread to a model's embedding."""
     from cellmae.embed.pipeline import run_embedding
 
     opts = dict(overwrite=overwrite, progress=s.progress, num_workers=s.workers)
     if str(source) != "handcrafted":
         opts |= dict(blocks=blocks, tile=s.tile, pool=pool or s.pool, batch_size=s.batch_size, device=s.device,
-                     seed=s.seed)
+                     seed=s.seed, image_stats=image_stats)
     summary = run_embedding(screen, str(source), out, **opts)
     return {"wells": summary.wells, "seconds": round(summary.seconds, 1),
             "blocks": sorted(int(b) for b in summary.paths)}

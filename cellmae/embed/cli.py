@@ -32,6 +32,8 @@ def embed(
     ),
     tile: str = typer.Option("auto", help="Tile size: each field is cut into a grid of tiles; 'auto' = the model's input size, 'full' = whole fields."),
     pool: str = typer.Option("mean", help="Token pooling: mean, cls or channel_concat (CA-MAE: one vector per channel, concatenated)."),
+    image_stats: bool = typer.Option(False, "--image-stats", help="Append each channel's tile mean and standard deviation "
+                                     "(what self-standardization removes) to every block's embedding."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images (tiles) per forward pass."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16, fp16 (CUDA) or fp32."),
@@ -78,7 +80,7 @@ def embed(
                      high_pct=reader.high_pct, rescale_uint8=reader.rescale_uint8,
                      storage_options=parse_storage_options(reader.storage_option))
     options = dict(
-        blocks=blocks, tile=tile if tile in ("auto", "full") else int(tile), pool=pool, batch_size=batch_size, device=device, precision=precision,
+        blocks=blocks, tile=tile if tile in ("auto", "full") else int(tile), pool=pool, image_stats=image_stats, batch_size=batch_size, device=device, precision=precision,
         layout=layout, channels=None if token_map else channels, site_level=site_level, anndata=anndata, overwrite=overwrite,
         num_workers=num_workers, best_block_file=best_block, seed=seed, screen_spec=screen_spec,
         reader_options=overrides, cache_dir=reader.cache_dir,

@@ -69,10 +69,11 @@ class ModelFeatures:
     """Run a model's ``forward_features`` on uint8 tiles; return float32 features per block."""
 
     def __init__(self, model, plan: ChannelPlan, blocks: Sequence[int], pool: str, *,
-                 device: torch.device, dtype: torch.dtype | None, batch_size: int):
+                 device: torch.device, dtype: torch.dtype | None, batch_size: int, image_stats: bool = False):
         self.model = inference_weights(model, device, dtype)
         self.plan, self.blocks, self.pool = plan, list(blocks), pool
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.image_stats = image_stats
 
     @torch.inference_mode()
     def __call__(self, rows: np.ndarray) -> dict[int, np.ndarray]:
@@ -86,7 +87,20 @@ class ModelFeatures:
                 out = self.model.forward_features(x, channels=self.plan.names, blocks=self.blocks, pool=self.pool)
             for b in self.blocks:
                 parts[b].append(out[b].float().cpu().numpy())
-        return {b: np.concatenate(v) for b, v in parts.items()}
+        feats = {b: np.concatenate(v) for b, v in parts.items()}
+        if self.image_stats:
+            stats = tile_image_stats(rows)
+            feats = {b: np.concatenate([f, stats], axis=1) for b, f in feats.items()}
+        return feats
+
+
+def tile_image_stats(rows: np.ndarray) -> np.ndarray:
+    """Per-channel mean and standard deviation of each uint8 tile, in [0, 1]: (n, 2C), means first.
+
+    What the model's self-standardization (per tile and channel) removes; appended to the embedding,
+    a uniform change in a stain's brightness or contrast stays visible to the map."""
+    x = rows.reshape(len(rows), rows.shape[1], -1).astype(np.float32) / 255.0
+    return np.concatenate([x.mean(-1), x.std(-1)], axis=1)
 
 
 def precomputed_features(rows: np.ndarray) -> dict[int, np.ndarray]:

@@ -231,6 +231,7 @@ def run_embedding(
     blocks: str | int | Sequence[int] | None = None,
     tile: int | str | None = "auto",
     pool: str = "mean",
+    image_stats: bool = False,
     batch_size: int = 64,
     device: str = "auto",
     precision: str = "auto",
@@ -277,10 +278,12 @@ def run_embedding(
     tile = resolve_tile(tile, model)
     prep = TilePrep(plan.indices, tile)
     tiles_per_field = len(prep(screen.read_field(0))) if len(screen) else 1  # also checks tile <= field size
-    config = {"source": src.describe(), "tile": tile, "pool": pool, "channels": list(plan.names),
+    config = {"source": src.describe(), "tile": tile, "pool": pool, **({"image_stats": True} if image_stats else {}),
+              "channels": list(plan.names),
               "precision": str(dtype).replace("torch.", "") if dtype else "float32", "seed": seed,
               "level": "well+site" if site_level else "well", "screen_spec": _spec_record(screen)}
-    compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size)
+    compute = ModelFeatures(model, plan, block_list, pool, device=dev, dtype=dtype, batch_size=batch_size,
+                            image_stats=image_stats)
     with _open_store(out_dir, config, overwrite, rank, world_size) as store:
         summary = _run(screen, store, prep=prep, compute=compute, blocks=block_list, site_level=site_level,
                        fields_per_batch=max(1, batch_size // tiles_per_field),
@@ -338,7 +341,7 @@ def embed_screen(screen, model_source, out_dir: str | Path, **options) -> dict[i
     checkpoint dir, an OpenPhenom file, ``timm:NAME[@WEIGHTS]``, ``random-init:PRESET|CKPT_DIR``,
     ``handcrafted`` or a model object with ``forward_features``. Options: ``blocks`` (None = last,
     "all", "auto", "6,8,12" or ints), ``tile`` (None = whole field), ``pool`` ("mean", "cls",
-    "channel_concat"), ``batch_size`` (images per forward), ``device``, ``precision``, ``channels``
+    "channel_concat"), ``image_stats`` (append per-channel tile mean and spread), ``batch_size`` (images per forward), ``device``, ``precision``, ``channels``
     (subset/order of screen channels), ``site_level``, ``anndata``, ``overwrite``, ``num_workers``,
     ``best_block_file``, ``seed``, ``rank``/``world_size`` (default: from torchrun/SLURM env),
     ``progress``; how a screen path is opened: ``layout``, ``screen_spec`` (a ScreenSpec or a spec

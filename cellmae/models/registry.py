@@ -56,6 +56,9 @@ PRESETS["camae_vit_tiny_patch8_64"] = {
 # CPU trains ~3.5x more steps per minute and embeds a screen ~5x faster than at patch 8, with at least
 # as good features after a few minutes (docs/demo.md, "Choosing the demo model").
 PRESETS["camae_vit_tiny_patch16_64"] = {**PRESETS["camae_vit_tiny_patch8_64"], "patch_size": 16}
+# Half the width of the demo's CA-MAE (96 instead of 192, 3 heads of 32): the small end of the model-size
+# axis of the scaling study (docs/scaling.md), ~4x fewer FLOPs per crop.
+PRESETS["camae_vit_mini_patch16_64"] = {**PRESETS["camae_vit_tiny_patch16_64"], "embed_dim": 96}
 PRESETS["mae_vit_tiny_patch8_64"] = {
     "family": "mae", **_TINY, "tokenizer": "standard", "decoder": "mae", "channels": list(RXRX_CHANNELS),
 }

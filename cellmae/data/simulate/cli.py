@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("screen"), "--out", "-o", help="Output folder (RxRx layout + truth/)."),
         preset: str = typer.Option(
             "demo", "--preset", "-p",
-            help="tiny | demo | large | cellpainting-tiny | cellpainting-demo | cellpainting-large.",
+            help="tiny | demo | large | cellpainting-tiny | cellpainting-demo | cellpainting-large | examplefly-tiny | "
+            "examplefly-demo (real ExampleFly pixels with planted effects; needs --set base_images=DIR).",
         ),
         seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same bytes."),
         overrides: list[str] = typer.Option(
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
 
-        from cellmae.data.simulate.presets import PRESETS, parse_override, resolve_spec
+        from cellmae.data.simulate.presets import PRESETS, check_base_images, parse_override, resolve_spec
 
         console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
         if list_presets:
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
             kwargs = dict(parse_override(o) for o in overrides)
             if workers:
                 kwargs["workers"] = workers
-            resolve_spec(preset, **kwargs)
+            check_base_images(preset, resolve_spec(preset, **kwargs))
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
 

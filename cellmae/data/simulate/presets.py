@@ -49,6 +49,9 @@ class ScreenSpec:
     # rendering
     workers: int = 1  # processes; output bytes do not depend on it
     png_compress_level: int = 1  # zlib level: 1 is ~3x faster than 6 for ~15% larger files
+    # real pixels: a folder of real fields (any layout `cellmae shards` reads); when set, every site is a
+    # crop of those fields with the well's effect planted into it (real_pixels.py) instead of rendered cells
+    base_images: str = ""
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -76,6 +79,7 @@ class ScreenSpec:
         need(self.batch_strength >= 0, f"batch_strength={self.batch_strength} (must be >= 0)")
         need(self.workers >= 1, f"workers={self.workers} (must be >= 1)")
         need(0 <= self.png_compress_level <= 9, f"png_compress_level={self.png_compress_level} (0..9)")
+        need(not self.base_images or self.field_size <= 512, f"field_size={self.field_size} with base_images (at most 512)")
 
     @property
     def wells_per_plate(self) -> int:
@@ -94,6 +98,11 @@ _LARGE = dict(
     n_genes=3000, n_compounds=40, n_experiments=3, controls_per_plate=30, workers=2,
 )
 
+# Real ExampleFly pixels (3 channels) with planted effects: 80 genes and 4 compounds over 3 experiments,
+# 256 px sites cut from the three 1006x1000 fields. Needs --set base_images=DIR (the ExampleFly folder).
+_EXAMPLEFLY = dict(n_genes=80, channels=("DNA", "FITC", "Rhodamine"), experiment_prefix="FLY", workers=2)
+REAL_PIXEL_PRESETS = ("examplefly-tiny", "examplefly-demo")
+
 PRESETS: dict[str, dict] = {
     "tiny": _TINY,
     "demo": _DEMO,
@@ -101,6 +110,8 @@ PRESETS: dict[str, dict] = {
     "cellpainting-tiny": {**_TINY, "channels": CELLPAINTING_CHANNELS},
     "cellpainting-demo": {**_DEMO, "channels": CELLPAINTING_CHANNELS},
     "cellpainting-large": {**_LARGE, "channels": CELLPAINTING_CHANNELS},
+    "examplefly-tiny": {**_TINY, "channels": _EXAMPLEFLY["channels"], "experiment_prefix": "FLY"},
+    "examplefly-demo": _EXAMPLEFLY,
 }
 
 
@@ -121,6 +132,13 @@ def resolve_spec(preset: str, **overrides) -> ScreenSpec:
         if key in values:
             values[key] = tuple(values[key])
     return ScreenSpec(**values)
+
+
+def check_base_images(preset: str, spec: ScreenSpec) -> None:
+    """A real-pixel preset needs its folder of real fields (``base_images``)."""
+    if preset in REAL_PIXEL_PRESETS and not spec.base_images:
+        raise ValueError(f"simulate: preset {preset!r} cuts its sites from real fields; give the folder with "
+                         "--set base_images=DIR (e.g. the ExampleFly images of the shared data)")
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -144,4 +162,4 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-__all__ = ["PRESETS", "ScreenSpec", "parse_override", "resolve_spec", "spec_fields"]
+__all__ = ["PRESETS", "REAL_PIXEL_PRESETS", "ScreenSpec", "check_base_images", "parse_override", "resolve_spec", "spec_fields"]

@@ -40,7 +40,8 @@ from cellmae.data.simulate.biology import (
     sample_biology,
 )
 from cellmae.data.simulate.layout import well_layout
-from cellmae.data.simulate.presets import ScreenSpec, resolve_spec
+from cellmae.data.simulate.presets import ScreenSpec, check_base_images, resolve_spec
+from cellmae.data.simulate.real_pixels import real_pixel_site
 from cellmae.data.simulate.render import place_cells, render_stains, sample_cells
 from cellmae.data.workers import die_with_parent
 from cellmae.utils.atomic import atomic_path, write_text_atomic
@@ -77,6 +78,8 @@ def render_site(spec: ScreenSpec, seed: int, index: int, effect: np.ndarray, pen
                 batch: pd.Series) -> np.ndarray:
     """uint8 (C, H, W) image of site number ``index`` (its random stream is keyed by the index)."""
     rng = _rng(seed, "sites", index)
+    if spec.base_images:
+        return real_pixel_site(spec, rng, effect, penetrance, batch)
     shift = batch[list(SHIFT_COLUMNS)].to_numpy(np.float64)
     density = spec.cells_per_field * (spec.field_size / 256) ** 2 * batch["density"]
     density *= np.exp(0.3 * penetrance * effect[MORPHOLOGY_PARAMS.index("density")])
@@ -128,7 +131,14 @@ def simulate_screen(out_dir: str | os.PathLike, preset: str = "tiny", seed: int 
     a different existing ``out_dir`` is replaced only with ``overwrite=True``.
     """
     spec = resolve_spec(preset, **overrides)
-    mixing_matrix(spec.channels)  # fail on unknown channel names before any work
+    check_base_images(preset, spec)
+    if spec.base_images:
+        folder = Path(spec.base_images).expanduser().absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"simulate: base_images={spec.base_images}: no such folder (give a folder of real fields)")
+        spec = dataclasses.replace(spec, base_images=str(folder))
+    else:
+        mixing_matrix(spec.channels)  # fail on unknown channel names before any work
     root = Path(out_dir).absolute()
     record = _spec_record(spec, preset, seed)
     if root.exists():
