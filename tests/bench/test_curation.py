@@ -79,5 +79,5 @@ def test_kept_wells_restrict_the_screen(tmp_path: Path) -> None:
     keys = set(map(tuple, sub.metadata[list(schema.WELL_KEYS)].astype(str).to_numpy()))
     assert keys == set(map(tuple, wells.to_numpy())) and 0 < len(sub) < len(screen)
     np.testing.assert_array_equal(sub.read_field(0), screen.read_field(sub.indices[0]))
-    with pytest.raises(ValueError, match="none of the 1 listed wells"):
+    with pytest.raises(ValueError, match="none of the 1 wells of the well list"):
         screen.subset({("nope", "1", "A01")})

@@ -20,5 +20,5 @@ def test_subset_keeps_listed_wells_in_order_and_reads_the_same_pixels(make_rxrx)
         m = sub.metadata.iloc[i]
         key = (m[S.EXPERIMENT], m[S.PLATE], m[S.WELL], m[S.SITE])
         np.testing.assert_array_equal(sub.read_field(i), fields[key])
-    with pytest.raises(ValueError, match="none of the 1 listed wells"):
+    with pytest.raises(ValueError, match="none of the 1 wells of the well list"):
         screen.subset({("nope", "1", "Z99")})
