@@ -109,7 +109,7 @@ def run_scaling_study(
     None trains every job for the config's own length. ``screen``: embed + map + bench every job on it (and
     the baselines), under the default embedding and each of ``variants`` (see :func:`parse_variant`), the
     variants only for the jobs named in ``variant_jobs`` when given."""
-    from cellmae.data.shards import ensure_shards
+    from cellmae.data.training_shards import ensure_shards
     from cellmae.train.config import load_config
     from cellmae.train.run import training_crop_size
 

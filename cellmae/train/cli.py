@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("SHARDS and --out are required to train")
         if not (progress and not quiet):
             cfg.trainer.progress_bar = False
-        from cellmae.data.shards import ensure_shards
+        from cellmae.data.training_shards import ensure_shards
         from cellmae.layout import SHARDS_DIR
         from cellmae.train.module_base import NonFiniteLossError
         from cellmae.train.run import check_out_dir, run_training, training_crop_size

@@ -48,7 +48,7 @@ def checked_shard_dir(shards_dir: str | Path, cfg: TrainConfig) -> Path:
     """``shards_dir`` when it is a shard set (of the ``data.keep_wells`` list when one is set), else a one-line
     error saying how to build one."""
     from cellmae.data.shard_reader import is_shard_dir
-    from cellmae.data.shards import check_kept_wells
+    from cellmae.data.training_shards import check_kept_wells
 
     shard_dir = Path(shards_dir)
     if not shard_dir.exists():
@@ -137,7 +137,7 @@ def run_training(
 ) -> Path:
     """Train per ``config`` (preset name, YAML path, dict or TrainConfig) + ``overrides`` on the shard set
     ``shards_dir``; return ``out_dir``. Shards of a screen come from ``cellmae shards build`` or
-    :func:`cellmae.data.shards.ensure_shards` (what ``cellmae train SCREEN`` does); a shard set trained with
+    :func:`cellmae.data.training_shards.ensure_shards` (what ``cellmae train SCREEN`` does); a shard set trained with
     ``data.keep_wells`` must have been built from that well list.
 
     ``resume=True`` continues from ``OUT/checkpoints/last.ckpt`` (model, optimizer, schedule, step,

@@ -77,7 +77,7 @@ def test_run_training_takes_shards_only_and_says_how_to_build_them(sim_shards: P
 
 
 def test_other_ranks_wait_for_rank_zero_to_build_the_shards(sim_shards: Path, tmp_path: Path, monkeypatch) -> None:
-    from cellmae.data.shards import ensure_shards
+    from cellmae.data.training_shards import ensure_shards
     from cellmae.utils.ranks import rank_info
 
     monkeypatch.setenv("RANK", "1")

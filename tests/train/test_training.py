@@ -53,7 +53,7 @@ def test_tiny_camae_learns_on_real_example_fly_crops(example_fly_dir: Path, tmp_
                                                      capsys: pytest.CaptureFixture, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich drops progress columns that do not fit the terminal
     # composed as `cellmae train SCREEN` does: shards (32 random 32px crops per field) into OUT/shards, then training
-    from cellmae.data.shards import ensure_shards
+    from cellmae.data.training_shards import ensure_shards
     from cellmae.train.config import load_config
     from cellmae.train.run import training_crop_size
 
