@@ -145,7 +145,19 @@ def read_bytes(path, cache_dir: str | os.PathLike | None = None) -> bytes:
     """
     if not is_url(path):
         return Path(path).read_bytes()
-    return filesystem_of(path, cache_dir).cat_file(path.path)
+    if cache_dir is None:
+        return filesystem_of(path).cat_file(path.path)
+    # filecache downloads into the cache file in place: a second process (a DataLoader worker) fetching
+    # the same URL at the same time truncates the file another is reading, which then fails to decode.
+    # One lock per URL makes a download and its read one step for every process sharing the cache.
+    import hashlib
+
+    from filelock import FileLock
+
+    locks = Path(cache_dir) / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".lock")):
+        return filesystem_of(path, cache_dir).cat_file(path.path)
 
 
 def filesystem_of(path, cache_dir: str | os.PathLike | None = None):
