@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads its OpenMP runtime: idle OpenMP threads sleep instead of spinning. The CPU
-# attention runs many short parallel regions, and spinning threads starve the ones still working
-# whenever the cores are shared (DataLoader workers, other jobs); docs/speed.md has the A/B.
-# A value set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import typer
 from typer.core import TyperGroup
 
@@ -28,6 +22,7 @@ from cellmae.map.cli import register as register_map
 from cellmae.models.cli import register as register_models
 from cellmae.report.cli import register as register_report
 from cellmae.train.cli import register as register_train
+from cellmae.utils.cpu_process import tune_cpu_process
 
 _DEBUG_KEY = "cellmae.debug"
 
@@ -97,6 +92,9 @@ def main(
 ) -> None:
     """cellmae: from microscopy images to a benchmarked map of biology."""
     ctx.meta[_DEBUG_KEY] = debug
+    # Before any command imports torch (they import it lazily): idle OpenMP threads sleep, and glibc
+    # keeps freed activations for reuse. cellmae/utils/cpu_process.py says why, docs/speed.md measures it.
+    tune_cpu_process()
 
 
 for _register in (

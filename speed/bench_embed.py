@@ -19,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# as the cellmae command sets it before torch loads (cellmae/cli.py, docs/speed.md)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from cellmae.utils.cpu_process import tune_cpu_process
+
+# as the cellmae command does before torch loads (cellmae/cli.py, docs/speed.md)
+tune_cpu_process()
 
 
 def _screen(path: str | None, preset: str) -> Path:

@@ -12,8 +12,9 @@ model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocat
 JSON line. On CPU every workload is an A/B: steps alternate between the default attention
 (``cellmae.models.attention``, chunked explicit product on CPU) and plain SDPA, in the same process,
 and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
-Workloads run with OMP_WAIT_POLICY=PASSIVE unless the environment sets it, as the ``cellmae``
-command does (docs/speed.md). No second implementation of the model (maes_microscopy) is installed
+Workloads run as the ``cellmae`` command runs them (cellmae/utils/cpu_process.py, docs/speed.md):
+OMP_WAIT_POLICY=PASSIVE unless the environment sets it, and glibc keeping freed memory for reuse
+unless CELLMAE_MALLOC=system; each line reports both, and the minor page faults per timed step. No second implementation of the model (maes_microscopy) is installed
 here, so there is no side-by-side run against it; the figure to compare with the reference is the
 fraction of peak.
 
@@ -127,8 +128,10 @@ def _workload(args, device: torch.device, dtype: torch.dtype | None):
 def child(args) -> dict:
     """One workload in this process: FLOPs, interleaved A/B timings, peak memory; one JSON line."""
     from cellmae.models import attention
+    from cellmae.utils.cpu_process import keep_freed_memory
     from cellmae.utils.device import select_device
 
+    malloc_kept = keep_freed_memory()  # as the cellmae command does; CELLMAE_MALLOC=system for glibc's default
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else None
@@ -142,15 +145,18 @@ def child(args) -> dict:
     x = _images(batch, len(names), size, device)
     variants = {"default": True, "sdpa": False} if (device.type == "cpu" and not args.no_ab) else {"default": True}
     times: dict[str, list[float]] = {v: [] for v in variants}
+    faults: dict[str, int] = dict.fromkeys(variants, 0)  # minor page faults in the timed steps
     for i in range(args.warmup + args.steps):
         for name, chunked in variants.items():
             attention.CHUNKED_CPU = chunked
             sync(device)
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time.perf_counter()
             step(x)
             sync(device)
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t)
+                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     attention.CHUNKED_CPU = True
     sec = {v: statistics.median(t) for v, t in times.items()}
     row = {
@@ -160,6 +166,8 @@ def child(args) -> dict:
         "gflops": flops / sec["default"] / 1e9, "step_times": {v: [round(t, 3) for t in ts] for v, ts in times.items()},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "load_average": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_keeps_freed_memory": malloc_kept,
+        "minor_faults_per_step": {v: n // max(1, args.steps) for v, n in faults.items()},
     }
     if "sdpa" in sec:
         row["img_per_s_sdpa"] = batch / sec["sdpa"]
@@ -229,7 +237,8 @@ def _line(row: dict) -> str:
         text += f"; plain SDPA {row['img_per_s_sdpa']:.2f} img/s, A/B default/SDPA {row['ab_ratio_default_over_sdpa']:.2f}x"
     if "cuda_max_allocated_mib" in row:
         text += f", CUDA max allocated {row['cuda_max_allocated_mib']:.0f} MiB"
-    return text + f" (load {row['load_average'][0]:.2f})"
+    faults = row["minor_faults_per_step"].get("default", 0)
+    return text + f", {faults} minor page faults/step (load {row['load_average'][0]:.2f})"
 
 
 if __name__ == "__main__":

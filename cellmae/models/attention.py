@@ -30,20 +30,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if not (CHUNKED_CPU and q.device.type == "cpu"):
         return F.scaled_dot_product_attention(q, k, v)
     b, h, nq, d = q.shape
-    scale = d**-0.5
-
-    def part(qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor) -> torch.Tensor:
-        return ((qc * scale) @ kc.transpose(-2, -1)).softmax(dim=-1) @ vc
-
+    q = q * d**-0.5  # once for every chunk
+    kt = k.transpose(-2, -1)
     per_head = nq * k.shape[-2]
+    # Chunks are taken with split/unbind, not indexing: their backward is one cat/stack, where the
+    # backward of an index builds a zero tensor of the full size per chunk.
     if h * per_head <= CHUNK_SCORES:  # whole images per chunk
         step = CHUNK_SCORES // (h * per_head)
-        return torch.cat([part(q[i : i + step], k[i : i + step], v[i : i + step]) for i in range(0, b, step)])
+        return torch.cat([_softmax_product(*c) for c in zip(q.split(step), kt.split(step), v.split(step), strict=True)])
     step = max(1, CHUNK_SCORES // per_head)  # a few heads of one image per chunk
     return torch.stack([
-        torch.cat([part(q[i, j : j + step], k[i, j : j + step], v[i, j : j + step]) for j in range(0, h, step)])
-        for i in range(b)
+        torch.cat([_softmax_product(*c) for c in zip(qi.split(step), kti.split(step), vi.split(step), strict=True)])
+        for qi, kti, vi in zip(q.unbind(0), kt.unbind(0), v.unbind(0), strict=True)
     ])
+
+
+def _softmax_product(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return (q @ kt).softmax(dim=-1) @ v
 
 
 class Attention(_TimmAttention):
