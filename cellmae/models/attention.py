@@ -30,23 +30,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if not (CHUNKED_CPU and q.device.type == "cpu"):
         return F.scaled_dot_product_attention(q, k, v)
     b, h, nq, d = q.shape
-    q = q * d**-0.5  # once for every chunk
-    kt = k.transpose(-2, -1)
-    per_head = nq * k.shape[-2]
-    # Chunks are taken with split/unbind, not indexing: their backward is one cat/stack, where the
-    # backward of an index builds a zero tensor of the full size per chunk.
-    if h * per_head <= CHUNK_SCORES:  # whole images per chunk
-        step = CHUNK_SCORES // (h * per_head)
-        return torch.cat([_softmax_product(*c) for c in zip(q.split(step), kt.split(step), v.split(step), strict=True)])
-    step = max(1, CHUNK_SCORES // per_head)  # a few heads of one image per chunk
-    return torch.stack([
-        torch.cat([_softmax_product(*c) for c in zip(qi.split(step), kti.split(step), vi.split(step), strict=True)])
-        for qi, kti, vi in zip(q.unbind(0), kt.unbind(0), v.unbind(0), strict=True)
-    ])
-
-
-def _softmax_product(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return (q @ kt).softmax(dim=-1) @ v
+    nk, dv = v.shape[-2:]
+    # One pass each into a packed (B*H, ., .) layout: the scaled queries, the keys transposed, the values.
+    # The models hand over strided views of their projections; packed once here, every chunk's matmuls
+    # read contiguous operands instead of each repacking its slice (docs/speed.md measures the difference).
+    q = (q * d**-0.5).contiguous().view(b * h, nq, d)
+    kt = k.transpose(-2, -1).contiguous().view(b * h, d, nk)
+    v = v.contiguous().view(b * h, nk, dv)
+    step = max(1, CHUNK_SCORES // (nq * nk))  # heads per chunk, across images
+    # split, not indexing: the backward of a split is one cat, an index's builds a zero tensor per chunk
+    chunks = zip(q.split(step), kt.split(step), v.split(step), strict=True)
+    if torch.is_grad_enabled() and (q.requires_grad or kt.requires_grad or v.requires_grad):
+        out = torch.cat([torch.bmm(torch.bmm(qc, ktc).softmax(dim=-1), vc) for qc, ktc, vc in chunks])
+    else:  # inference: each chunk writes its rows of the output in place
+        out = q.new_empty(b * h, nq, dv)
+        for (qc, ktc, vc), oc in zip(chunks, out.split(step), strict=True):
+            torch.bmm(torch.bmm(qc, ktc).softmax(dim=-1), vc, out=oc)
+    return out.view(b, h, nq, dv)
 
 
 class Attention(_TimmAttention):

@@ -145,5 +145,6 @@ class CAMAEDecoder(nn.Module):
         if len(self.decoders) == 1:
             x = self.decoders[0](x.reshape(b * num_channels, n, d)).reshape(b, length, d)
         else:
-            x = torch.cat([self.decoders[c](x[:, c * n : (c + 1) * n]) for c in range(num_channels)], dim=1)
+            # split, not slicing: its backward is one cat, a slice's builds a zero tensor of x's size
+            x = torch.cat([stack(xc) for stack, xc in zip(self.decoders, x.split(n, dim=1), strict=False)], dim=1)
         return x

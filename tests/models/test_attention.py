@@ -22,18 +22,22 @@ def _definition(q, k, v):
     return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
 
 
-@pytest.mark.parametrize("chunk", [2**21, 40 * 40 * 3, 40 * 40, 1])  # whole batch, images, heads, one head
-def test_chunked_attention_matches_the_definition(monkeypatch, chunk):
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])  # the two paths of attention()
+@pytest.mark.parametrize("chunk", [2**21, 40 * 40 * 3, 40 * 40, 1])  # whole batch, 3 heads across images, heads, one head
+def test_chunked_attention_matches_the_definition(monkeypatch, chunk, grad):
     monkeypatch.setattr(attn_mod, "CHUNK_SCORES", chunk)
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(3, 4, 40, 16, generator=gen) for _ in range(3))
-    out = attention(q, k, v)
-    assert out.shape == (3, 4, 40, 16)
-    torch.testing.assert_close(out.double(), _definition(q, k, v), rtol=1e-5, atol=1e-6)
+    # strided (B, H, N, d) views of a (B, N, 3, H, d) projection, as the models hand them over
+    q, k, v = torch.randn(3, 40, 3, 4, 16, generator=gen).permute(2, 0, 3, 1, 4).unbind(0)
+    with torch.set_grad_enabled(grad):
+        out = attention(*(t.requires_grad_(grad) for t in (q, k, v)))
+    assert out.shape == (3, 4, 40, 16) and out.requires_grad == grad
+    torch.testing.assert_close(out.detach().double(), _definition(q, k, v).detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_chunked_attention_gradients_match_sdpa(monkeypatch):
-    monkeypatch.setattr(attn_mod, "CHUNK_SCORES", 30 * 30)  # one head per chunk
+@pytest.mark.parametrize("chunk", [30 * 30, 30 * 30 * 2])  # one head per chunk; two, across images
+def test_chunked_attention_gradients_match_sdpa(monkeypatch, chunk):
+    monkeypatch.setattr(attn_mod, "CHUNK_SCORES", chunk)
     gen = torch.Generator().manual_seed(1)
     grads = []
     for fn in (attention, F.scaled_dot_product_attention):
