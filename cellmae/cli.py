@@ -92,8 +92,9 @@ def main(
 ) -> None:
     """cellmae: from microscopy images to a benchmarked map of biology."""
     ctx.meta[_DEBUG_KEY] = debug
-    # Before any command imports torch (they import it lazily): idle OpenMP threads sleep, and glibc
-    # keeps freed activations for reuse. cellmae/utils/cpu_process.py says why, docs/speed.md measures it.
+    # Before any command imports torch (they import it lazily): idle OpenMP threads spin briefly, then
+    # sleep, and glibc keeps freed activations for reuse. cellmae/utils/cpu_process.py says why,
+    # docs/speed.md measures it.
     tune_cpu_process()
 
 

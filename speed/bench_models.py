@@ -13,8 +13,9 @@ JSON line. On CPU every workload is an A/B: steps alternate between the default 
 (``cellmae.models.attention``, chunked explicit product on CPU) and plain SDPA, in the same process,
 and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
 Workloads run as the ``cellmae`` command runs them (cellmae/utils/cpu_process.py, docs/speed.md):
-OMP_WAIT_POLICY=PASSIVE unless the environment sets it, and glibc keeping freed memory for reuse
-unless CELLMAE_MALLOC=system; each line reports both, and the minor page faults per timed step. No second implementation of the model (maes_microscopy) is installed
+GOMP_SPINCOUNT=10000 unless the environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT, and glibc keeping
+freed memory for reuse unless CELLMAE_MALLOC=system; each line reports both, and the minor page
+faults per timed step. No second implementation of the model (maes_microscopy) is installed
 here, so there is no side-by-side run against it; the figure to compare with the reference is the
 fraction of peak.
 
@@ -166,6 +167,7 @@ def child(args) -> dict:
         "gflops": flops / sec["default"] / 1e9, "step_times": {v: [round(t, 3) for t in ts] for v, ts in times.items()},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "load_average": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "malloc_keeps_freed_memory": malloc_kept,
         "minor_faults_per_step": {v: n // max(1, args.steps) for v, n in faults.items()},
     }
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(child(args)), flush=True)
         return []
 
+    from cellmae.utils.cpu_process import openmp_waiting
     from cellmae.utils.device import select_device
 
     torch.set_num_threads(args.threads)
@@ -211,11 +214,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{args.precision} matmul peak 2048^3 (20 warm reps): best {best:.0f} GFLOP/s, median {median:.0f}")
     print(json.dumps({"workload": "matmul_peak", "precision": args.precision, "best_gflops": best,
                       "median_gflops": median, "threads": torch.get_num_threads(), "load_average": load}))
-    # as the cellmae command sets it (cellmae/cli.py); OMP_WAIT_POLICY=ACTIVE python ... for the other side
-    # (an empty OMP_WAIT_POLICY= leaves it unset in the workloads: libgomp's default)
-    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": policy} if policy else {})
-    print(f"workloads run with OMP_WAIT_POLICY={policy or 'unset (libgomp default)'}")
+    # the OpenMP waiting the cellmae command sets (cellmae/utils/cpu_process.py); the user's own
+    # OMP_WAIT_POLICY / GOMP_SPINCOUNT win, e.g. OMP_WAIT_POLICY=PASSIVE python speed/bench_models.py
+    env = dict(os.environ) | openmp_waiting()
+    waiting = {k: env[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in env}
+    print(f"workloads run with {waiting or 'libgomp defaults'}")
     rows = []
     for workload in [w for w, skip in (("train", args.skip_train), ("infer", args.skip_infer)) if not skip]:
         cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--workload", workload]

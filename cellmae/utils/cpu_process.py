@@ -4,9 +4,13 @@ wait, and how glibc's allocator treats the large tensors of a ViT on a screen's 
 Both are measured in docs/speed.md. Neither changes a single number the models compute; they change
 where threads wait and where memory comes from.
 
-* ``OMP_WAIT_POLICY=PASSIVE`` (must be set before torch loads its OpenMP runtime): idle OpenMP
-  threads sleep instead of spinning. The CPU attention runs many short parallel regions, and spinning
-  threads starve the ones still working whenever the cores are shared.
+* ``GOMP_SPINCOUNT=10000`` (read when torch loads its OpenMP runtime, libgomp): an idle OpenMP thread
+  spins for a short while (about a hundred microseconds) and then sleeps. The CPU attention and the
+  small ops around it run thousands of short parallel regions a step; threads that sleep at once
+  (``OMP_WAIT_POLICY=PASSIVE``) pay a wake-up at each of them, and threads that spin for long
+  (libgomp's default) take the core from the thread still working whenever the cores are shared
+  (DataLoader workers, other jobs). The short spin runs as fast as spinning on an idle machine and
+  as fast as sleeping on a loaded one.
 * glibc ``malloc`` serves every block over its mmap threshold (at most 32 MiB) with a fresh ``mmap``
   and returns it on ``free``: each activation of a ViT-S on 16 six-channel 256x256 crops (tens to
   hundreds of MiB) is then faulted in page by page, zeroed by the kernel, on every forward. That
@@ -17,7 +21,8 @@ where threads wait and where memory comes from.
   process start). The cost: the process keeps its peak heap until it exits, which a training or
   embedding job reaches on its first step anyway.
 
-A value the user sets wins: an ``OMP_WAIT_POLICY`` in the environment is kept, and the allocator is
+A value the user sets wins: an ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` in the environment is kept
+(neither is then set), and the allocator is
 left alone when ``CELLMAE_MALLOC=system``, when ``GLIBC_TUNABLES`` sets a malloc tunable, or when
 another allocator is preloaded (``LD_PRELOAD`` names jemalloc, tcmalloc or mimalloc).
 """
@@ -36,11 +41,23 @@ _TRIM_THRESHOLD = 2**31 - 1
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 
-def set_openmp_wait_policy() -> None:
-    """Idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the environment says otherwise.
+# Spin iterations of an idle libgomp thread before it sleeps (docs/speed.md: idle and loaded A/B).
+SPINCOUNT = "10000"
+
+
+def openmp_waiting(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The OpenMP variables to add to ``environ`` (empty when the user set their own)."""
+    env = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
+        return {}
+    return {"GOMP_SPINCOUNT": SPINCOUNT}
+
+
+def set_openmp_waiting() -> None:
+    """Idle OpenMP threads spin briefly, then sleep, unless the environment says otherwise.
 
     Only effective before torch is imported; a no-op after."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.update(openmp_waiting())
 
 
 def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
@@ -67,5 +84,5 @@ def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
 
 def tune_cpu_process() -> None:
     """Both settings, as the ``cellmae`` command applies them at start-up."""
-    set_openmp_wait_policy()
+    set_openmp_waiting()
     keep_freed_memory()

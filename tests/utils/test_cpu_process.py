@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cellmae.utils.cpu_process import keep_freed_memory, set_openmp_wait_policy
+from cellmae.utils.cpu_process import keep_freed_memory, openmp_waiting
 
 # A fresh interpreter runs a few steps of a small MLP on a 4096x1024 activation (each intermediate over
 # glibc's 32 MiB mmap threshold, as a ViT's are), then counts the minor page faults of six more.
@@ -73,10 +73,19 @@ def test_an_allocator_the_user_chose_is_left_alone(environ):
     assert keep_freed_memory(environ) is False
 
 
-def test_the_users_openmp_wait_policy_wins(monkeypatch):
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    set_openmp_wait_policy()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    set_openmp_wait_policy()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+@pytest.mark.parametrize("users", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "0"}])
+def test_the_users_openmp_waiting_wins(users):
+    assert openmp_waiting(users) == {}
+    assert openmp_waiting({"PATH": "/usr/bin"}) == {"GOMP_SPINCOUNT": "10000"}
+
+
+_OPENMP_PROBE = "import os; from cellmae.utils.cpu_process import set_openmp_waiting; set_openmp_waiting(); " \
+    "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+
+
+def test_set_openmp_waiting_sets_the_environment_torch_will_read():
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    run = [sys.executable, "-c", _OPENMP_PROBE]
+    assert subprocess.run(run, env=clean, capture_output=True, text=True, check=True).stdout.split() == ["10000", "None"]
+    users = clean | {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert subprocess.run(run, env=users, capture_output=True, text=True, check=True).stdout.split() == ["None", "ACTIVE"]
