@@ -5,8 +5,9 @@ forward + backward + timm Lion step at batch 8 under bf16 autocast; inference = 
 block's patch tokens at batch 16, run as the embedding runner runs it (``inference_weights``: on CPU
 under bf16 one bf16 copy of the model, cast once). FLOPs are counted with FlopCounterMode.
 
-The bf16/fp32 matmul peak (2048^3) is measured warm, many times, and printed as best and median next
-to the load average; fractions of peak use the best. Each workload runs in its own subprocess (so its
+The bf16/fp32 matmul peak is measured warm, many times, at 1024^3, 2048^3 and 4096^3, before the
+workloads and again after them, each printed as best and median next to the load average; fractions
+of peak use the best of all of them (the highest rate seen, so the most conservative fraction). Each workload runs in its own subprocess (so its
 peak RSS, ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the child, is that workload's,
 model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocated``) and prints one
 JSON line. On CPU every workload is an A/B: steps alternate between the default attention
@@ -38,6 +39,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+PEAK_SIZES = (1024, 2048, 4096)
 NAMES = ("DNA", "ER", "Actin", "RNA", "Mito", "GolgiPM", "AGP", "Brightfield", "FITC", "Tubulin", "Other")
 
 
@@ -207,13 +209,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
     peak_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    best, median = matmul_peak(peak_dtype, device)
-    load = os.getloadavg()
-    print(f"device={device} threads={torch.get_num_threads()} cpus={os.cpu_count()} model={args.model} "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{args.precision} matmul peak 2048^3 (20 warm reps): best {best:.0f} GFLOP/s, median {median:.0f}")
-    print(json.dumps({"workload": "matmul_peak", "precision": args.precision, "best_gflops": best,
-                      "median_gflops": median, "threads": torch.get_num_threads(), "load_average": load}))
+    print(f"device={device} threads={torch.get_num_threads()} cpus={os.cpu_count()} model={args.model}")
+    peaks = [_peak_line("before", peak_dtype, device, args)]
     # the OpenMP waiting the cellmae command sets (cellmae/utils/cpu_process.py); the user's own
     # OMP_WAIT_POLICY / GOMP_SPINCOUNT win, e.g. OMP_WAIT_POLICY=PASSIVE python speed/bench_models.py
     env = dict(os.environ) | openmp_waiting()
@@ -223,13 +220,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for workload in [w for w, skip in (("train", args.skip_train), ("infer", args.skip_infer)) if not skip]:
         cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--workload", workload]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-        row = json.loads(out.strip().splitlines()[-1])
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    peaks.append(_peak_line("after", peak_dtype, device, args))
+    best = max(p["best_gflops"] for p in peaks)
+    print(f"peak used for the fractions: {best:.0f} GFLOP/s (the best of every size, before and after)")
+    for row in rows:
         row["fraction_of_peak"] = row["gflops"] / best
         row["peak_best_gflops"] = best
-        rows.append(row)
         print(_line(row), flush=True)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def _peak_line(when: str, dtype: torch.dtype, device: torch.device, args) -> dict:
+    """Matmul peak at three sizes, printed, as one JSON line."""
+    load = os.getloadavg()
+    sizes = {n: matmul_peak(dtype, device, n=n) for n in PEAK_SIZES}
+    text = ", ".join(f"{n}^3 best {b:.0f} median {m:.0f}" for n, (b, m) in sizes.items())
+    print(f"{args.precision} matmul peak {when} (GFLOP/s, 3 warm-ups + 20 reps each): {text}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    row = {"workload": "matmul_peak", "when": when, "precision": args.precision,
+           "best_gflops": max(b for b, _ in sizes.values()),
+           "by_size": {str(n): {"best": b, "median": m} for n, (b, m) in sizes.items()},
+           "threads": torch.get_num_threads(), "load_average": load}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def _line(row: dict) -> str:
