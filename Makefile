@@ -20,4 +20,4 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check cellmae tests speed
+	$(BIN)/ruff check cellmae tests benchmarks

@@ -5,7 +5,7 @@ is the explicit product ``softmax(q k^T / sqrt(d)) v``, computed a few heads at 
 chunk's score matrix stays in cache: PyTorch's CPU flash-attention kernel reaches a fraction of the
 matmul peak on these ViTs' 32- and 64-wide heads, and one product over all heads at once streams
 its scores through memory (docs/speed.md has the measurements). ``CHUNKED_CPU = False`` restores
-SDPA on CPU (the A/B switch of ``speed/bench_models.py``).
+SDPA on CPU (the A/B switch of ``benchmarks/bench_models.py``).
 
 :class:`Attention` and :class:`ParallelScalingBlock` are timm's modules (same parameters, same
 state-dict keys, same arithmetic) whose forward calls :func:`attention`; timm inlines the SDPA call

@@ -8,9 +8,9 @@ recall one holds the full similarity matrix: several GB), and prints the speed-u
 are what to compare across machines. A float32 matmul rate measured in the same run gives the
 machine's current speed.
 
-    python speed/bench_map.py                  # ours: recall 20k x 5 DBs, TVN 100k x 384, aggregation
-    python speed/bench_map.py --reference      # + reference timings and ratios
-    python speed/bench_map.py --only recall --perts 17000
+    python benchmarks/bench_map.py                  # ours: recall 20k x 5 DBs, TVN 100k x 384, aggregation
+    python benchmarks/bench_map.py --reference      # + reference timings and ratios
+    python benchmarks/bench_map.py --only recall --perts 17000
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ and prints engine / bare (bare = mean of one run before and one after the engine
 throughput the engine keeps. The ratio is what to compare
 between machines; absolute crops/s drift when other processes load the machine.
 
-Run: ``python speed/bench_train.py [--preset tiny-camae --crop 64 --batch 16 --steps 20 --precision auto]``.
+Run: ``python benchmarks/bench_train.py [--preset tiny-camae --crop 64 --batch 16 --steps 20 --precision auto]``.
 """
 
 from __future__ import annotations

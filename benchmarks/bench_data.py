@@ -7,7 +7,7 @@ to a temporary folder, then times:
   stream    shards -> batches (``shard_dataloader``, 1 / 2 dataloader workers)
   files->batches = crops / (build + stream) for the shard path
 
-Run: ``python speed/bench_data.py [--fields 32 --crop 256 --crops-per-field 4 --batch 16]``.
+Run: ``python benchmarks/bench_data.py [--fields 32 --crop 256 --crops-per-field 4 --batch 16]``.
 Figures are wall-clock on this machine; another process loading it slows them several-fold.
 """
 

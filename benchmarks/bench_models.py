@@ -20,9 +20,9 @@ faults per timed step. No second implementation of the model (maes_microscopy) i
 here, so there is no side-by-side run against it; the figure to compare with the reference is the
 fraction of peak.
 
-    python speed/bench_models.py                       # the issue-18 figures, a few minutes when idle
-    python speed/bench_models.py --threads 1 --steps 2 --skip-train
-    python speed/bench_models.py --model camae_vit_tiny_patch8_64 --train-batch 32 --infer-batch 64
+    python benchmarks/bench_models.py                       # the issue-18 figures, a few minutes when idle
+    python benchmarks/bench_models.py --threads 1 --steps 2 --skip-train
+    python benchmarks/bench_models.py --model camae_vit_tiny_patch8_64 --train-batch 32 --infer-batch 64
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"device={device} threads={torch.get_num_threads()} cpus={os.cpu_count()} model={args.model}")
     peaks = [_peak_line("before", peak_dtype, device, args)]
     # the OpenMP waiting the cellmae command sets (cellmae/utils/cpu_process.py); the user's own
-    # OMP_WAIT_POLICY / GOMP_SPINCOUNT win, e.g. OMP_WAIT_POLICY=PASSIVE python speed/bench_models.py
+    # OMP_WAIT_POLICY / GOMP_SPINCOUNT win, e.g. OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_models.py
     env = dict(os.environ) | openmp_waiting()
     waiting = {k: env[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in env}
     print(f"workloads run with {waiting or 'libgomp defaults'}")

@@ -4,8 +4,8 @@ End to end = read PNGs, tile, model, pool, aggregate, write Parquet (``run_embed
 folder). Model alone = ``forward_features`` on random uint8 tiles already in memory, same batch
 size, precision and blocks. Their ratio shows how much time goes outside the model.
 
-    python speed/bench_embed.py                      # demo screen (simulated if absent), tiny CA-MAE
-    python speed/bench_embed.py --screen RUN/screen --model RUN/train/camae --blocks all
+    python benchmarks/bench_embed.py                      # demo screen (simulated if absent), tiny CA-MAE
+    python benchmarks/bench_embed.py --screen RUN/screen --model RUN/train/camae --blocks all
 
 Timings are medians over repeats after a warm-up; on a shared machine say how loaded it was.
 """
