@@ -128,6 +128,23 @@ def _workload(args, device: torch.device, dtype: torch.dtype | None):
     return infer, args.infer_batch, model, names
 
 
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat), or None where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def _steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of the machine's CPU time taken by the hypervisor (steal, the 8th counter) in between."""
+    if not before or not after or len(before) < 8:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    return delta[7] / max(1, sum(delta[:8]))
+
+
 def child(args) -> dict:
     """One workload in this process: FLOPs, interleaved A/B timings, peak memory; one JSON line."""
     from cellmae.models import attention
@@ -149,8 +166,16 @@ def child(args) -> dict:
     variants = {"default": True, "sdpa": False} if (device.type == "cpu" and not args.no_ab) else {"default": True}
     times: dict[str, list[float]] = {v: [] for v in variants}
     faults: dict[str, int] = dict.fromkeys(variants, 0)  # minor page faults in the timed steps
+    # A short matmul peak right before every timed default step: a shared machine's speed drifts within
+    # minutes (the peaks before and after the workloads differ by up to a fifth), so each step is also
+    # set against the peak of its own moment.
+    peak_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    adjacent: list[float] = []
+    cpu0 = _cpu_times()
     for i in range(args.warmup + args.steps):
         for name, chunked in variants.items():
+            if name == "default" and i >= args.warmup:
+                adjacent.append(matmul_peak(peak_dtype, device, n=2048, warmup=1, reps=5)[0])
             attention.CHUNKED_CPU = chunked
             sync(device)
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -160,8 +185,10 @@ def child(args) -> dict:
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t)
                 faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    cpu1 = _cpu_times()
     attention.CHUNKED_CPU = True
     sec = {v: statistics.median(t) for v, t in times.items()}
+    step_fractions = [flops / t / 1e9 / p for t, p in zip(times["default"], adjacent, strict=True)]
     row = {
         "workload": args.workload, "model": args.model, "device": str(device), "precision": args.precision,
         "threads": torch.get_num_threads(), "batch": batch, "input": f"{len(names)}x{size}x{size}",
@@ -172,6 +199,9 @@ def child(args) -> dict:
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "malloc_keeps_freed_memory": malloc_kept,
         "minor_faults_per_step": {v: n // max(1, args.steps) for v, n in faults.items()},
+        "adjacent_peak_gflops": [round(p) for p in adjacent],
+        "fraction_of_adjacent_peak": statistics.median(step_fractions),
+        "steal_share": _steal_share(cpu0, cpu1),
     }
     if "sdpa" in sec:
         row["img_per_s_sdpa"] = batch / sec["sdpa"]
@@ -187,8 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--channels", type=int, default=6)
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--infer-batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per variant (median reported)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
@@ -256,7 +286,11 @@ def _line(row: dict) -> str:
     if "cuda_max_allocated_mib" in row:
         text += f", CUDA max allocated {row['cuda_max_allocated_mib']:.0f} MiB"
     faults = row["minor_faults_per_step"].get("default", 0)
-    return text + f", {faults} minor page faults/step (load {row['load_average'][0]:.2f})"
+    text += (f", {faults} minor page faults/step; per step against the peak measured right before it: median "
+             f"{100 * row['fraction_of_adjacent_peak']:.0f}% (peaks {row['adjacent_peak_gflops']})")
+    if row.get("steal_share") is not None:
+        text += f", hypervisor steal {100 * row['steal_share']:.1f}%"
+    return text + f" (load {row['load_average'][0]:.2f})"
 
 
 if __name__ == "__main__":
