@@ -40,6 +40,7 @@ from cellmae.data.shard_reader import (  # noqa: F401  (re-exported: the read si
     MANIFEST_KIND,
     SKIPPED_FILE,
     ShardCollate,
+    read_crops_table,
     read_shard_info,
     shard_dataloader,
     shard_dataset,
@@ -246,7 +247,7 @@ def build_shards(
                 "format": FORMAT,
                 **config,
                 "layout": screen.layout,
-                "metadata_columns": [c for c in _read_parquet(tmp / CROPS_FILE).columns if c.startswith("Metadata_")],
+                "metadata_columns": [c for c in read_crops_table(tmp).columns if c.startswith("Metadata_")],
                 # not out_dir: the folder may be moved, and a copy must stay byte-identical
                 **{k: v for k, v in report.as_dict().items() if k != "out_dir"},
             }
@@ -336,21 +337,17 @@ def _merge_parts(part_dirs: list[Path], out: Path) -> None:
     from litdata import merge_datasets
 
     merge_datasets([str(d) for d in part_dirs], str(out), max_workers=4)
-    tables = [_read_parquet(d / CROPS_FILE) for d in part_dirs]
+    tables = [read_crops_table(d) for d in part_dirs]
     _to_parquet(pd.concat(tables, ignore_index=True), out / CROPS_FILE)
 
 
 # pyarrow encodes path strings (even a handle's name) as UTF-8 and fails on a folder name that is not
 # (a surrogate-escaped byte); Python's open() takes any name the file system does, so the small crop
-# table goes through bytes in memory.
+# table goes through bytes in memory (read back with shard_reader.read_crops_table).
 def _to_parquet(df: pd.DataFrame, path: Path) -> None:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     path.write_bytes(buf.getvalue())
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(path.read_bytes()))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
