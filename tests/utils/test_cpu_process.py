@@ -14,8 +14,11 @@ import pytest
 from cellmae.utils.cpu_process import keep_freed_memory, openmp_waiting
 
 # A fresh interpreter runs a few steps of a small MLP on a 4096x1024 activation (each intermediate over
-# glibc's 32 MiB mmap threshold, as a ViT's are), then counts the minor page faults of six more.
+# glibc's 32 MiB mmap threshold, as a ViT's are), then counts the minor page faults of each of twelve more.
 # (The kept heap needs a few steps to hold blocks that fit glibc's aligned requests, hence the warm-up.)
+# The test reads the median step, because a one-off event is not the allocator's doing: one CI run
+# counted 16,384 faults (one 64 MiB block) across six kept steps, which no run on the development
+# machine showed; the kernel can fault pages in for reasons of its own. The allocator's doing is every step.
 _PROBE = """
 import json, resource
 from cellmae.utils.cpu_process import keep_freed_memory
@@ -27,13 +30,20 @@ def step():
     return float(torch.nn.functional.gelu(x @ w).sum())
 for _ in range(6):
     step()
-before = resource.getrusage(resource.RUSAGE_SELF)
-for _ in range(6):
+faults, growth = [], []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF)
     step()
-after = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"changed": changed, "faults_per_step": (after.ru_minflt - before.ru_minflt) / 6,
-                  "rss_growth_kib": after.ru_maxrss - before.ru_maxrss}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    faults.append(after.ru_minflt - before.ru_minflt)
+    growth.append(after.ru_maxrss - before.ru_maxrss)
+print(json.dumps({"changed": changed, "faults": faults, "rss_growth_kib": growth}))
 """
+
+
+def _median(values: list[int]) -> float:
+    return sorted(values)[len(values) // 2]
+
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt"
@@ -53,9 +63,10 @@ def test_a_freed_activation_is_reused_without_page_faults():
     assert kept["changed"] is True and default["changed"] is False
     # each step's two 64 MiB intermediates are 32,768 pages of 4 KiB: glibc's default maps them afresh
     # and faults every page in again; kept, the warm heap serves them
-    assert default["faults_per_step"] > 16_000
-    assert kept["faults_per_step"] < 100
-    assert kept["rss_growth_kib"] < 1024  # a steady heap: freed blocks are reused, not accumulated
+    assert _median(default["faults"]) > 16_000, default
+    assert _median(kept["faults"]) < 100, kept
+    # a steady heap: freed blocks are reused, not accumulated
+    assert _median(kept["rss_growth_kib"]) == 0, kept
 
 
 @pytest.mark.parametrize(
