@@ -11,8 +11,8 @@ of peak use the best of all of them (the highest rate seen, so the most conserva
 peak RSS, ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the child, is that workload's,
 model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocated``) and prints one
 JSON line. On CPU every workload is an A/B: steps alternate between the default attention
-(``cellmae.models.attention``, chunked explicit product on CPU) and plain SDPA, in the same process,
-and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
+(``cellmae.models.attention.cpu_path``: chunked explicit product or SDPA, by dtype, autograd and the
+CPU's AMX) and the other of the two paths everywhere, in the same process, and the ratio is printed (absolute times drift on a shared machine; interleaved ratios much less).
 Workloads run as the ``cellmae`` command runs them (cellmae/utils/cpu_process.py, docs/speed.md):
 GOMP_SPINCOUNT=10000 unless the environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT, and glibc keeping
 freed memory for reuse unless CELLMAE_MALLOC=system; each line reports both, and the minor page
@@ -145,6 +145,23 @@ def _steal_share(before: list[int] | None, after: list[int] | None) -> float | N
     return delta[7] / max(1, sum(delta[:8]))
 
 
+def _paths_chosen(attention, fn) -> set[str]:
+    """The CPU attention paths (``chunked`` / ``sdpa``) the default rule takes while ``fn`` runs."""
+    real, chosen = attention.cpu_path, set()
+
+    def recording_path(q, recording):
+        path = real(q, recording)
+        chosen.add(path)
+        return path
+
+    attention.cpu_path = recording_path
+    try:
+        fn()
+    finally:
+        attention.cpu_path = real
+    return chosen
+
+
 def child(args) -> dict:
     """One workload in this process: FLOPs, interleaved A/B timings, peak memory; one JSON line."""
     from cellmae.models import attention
@@ -159,11 +176,16 @@ def child(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     step, batch, model, names = _workload(args, device, dtype)
     size = model.config["img_size"]
-    attention.CHUNKED_CPU = False  # count the FLOPs of the plain path (attention counted as SDPA)
+    attention.CPU_ATTENTION = "sdpa"  # count the FLOPs of the plain path (attention counted as SDPA)
     small = _images(args.flop_batch, len(names), size, device)
     flops = count_flops(lambda: step(small)) * batch / args.flop_batch
     x = _images(batch, len(names), size, device)
-    variants = {"default": True, "sdpa": False} if (device.type == "cpu" and not args.no_ab) else {"default": True}
+    # The A/B partner is the CPU attention path the default does not take for this workload
+    # (cellmae.models.attention.cpu_path: which one depends on dtype, autograd and the CPU's AMX).
+    attention.CPU_ATTENTION = "auto"
+    chosen = _paths_chosen(attention, lambda: step(small)) if device.type == "cpu" else {"sdpa"}
+    other = "sdpa" if chosen == {"chunked"} else "chunked"
+    variants = {"default": "auto", other: other} if (device.type == "cpu" and not args.no_ab) else {"default": "auto"}
     times: dict[str, list[float]] = {v: [] for v in variants}
     faults: dict[str, int] = dict.fromkeys(variants, 0)  # minor page faults in the timed steps
     # A short matmul peak right before every timed default step: a shared machine's speed drifts within
@@ -173,10 +195,10 @@ def child(args) -> dict:
     adjacent: list[float] = []
     cpu0 = _cpu_times()
     for i in range(args.warmup + args.steps):
-        for name, chunked in variants.items():
+        for name, path in variants.items():
             if name == "default" and i >= args.warmup:
                 adjacent.append(matmul_peak(peak_dtype, device, n=2048, warmup=1, reps=5)[0])
-            attention.CHUNKED_CPU = chunked
+            attention.CPU_ATTENTION = path
             sync(device)
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time.perf_counter()
@@ -186,7 +208,7 @@ def child(args) -> dict:
                 times[name].append(time.perf_counter() - t)
                 faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     cpu1 = _cpu_times()
-    attention.CHUNKED_CPU = True
+    attention.CPU_ATTENTION = "auto"
     sec = {v: statistics.median(t) for v, t in times.items()}
     step_fractions = [flops / t / 1e9 / p for t, p in zip(times["default"], adjacent, strict=True)]
     row = {
@@ -201,11 +223,12 @@ def child(args) -> dict:
         "minor_faults_per_step": {v: n // max(1, args.steps) for v, n in faults.items()},
         "adjacent_peak_gflops": [round(p) for p in adjacent],
         "fraction_of_adjacent_peak": statistics.median(step_fractions),
-        "steal_share": _steal_share(cpu0, cpu1),
+        "steal_share": _steal_share(cpu0, cpu1), "attention_paths": sorted(chosen), "cpu_has_amx": attention.cpu_has_amx(),
     }
-    if "sdpa" in sec:
-        row["img_per_s_sdpa"] = batch / sec["sdpa"]
-        row["ab_ratio_default_over_sdpa"] = sec["sdpa"] / sec["default"]
+    if other in sec:
+        row["ab_other"] = other
+        row["img_per_s_other"] = batch / sec[other]
+        row["ab_ratio_default_over_other"] = sec[other] / sec["default"]
     if device.type == "cuda":
         row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return row
@@ -222,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
-    ap.add_argument("--no-ab", action="store_true", help="time only the default path (no interleaved SDPA steps)")
+    ap.add_argument("--no-ab", action="store_true", help="time only the default attention (no interleaved steps of the other CPU path)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     ap.add_argument("--flop-batch", type=int, default=1,
@@ -281,8 +304,10 @@ def _line(row: dict) -> str:
     text = (f"{row['workload']:5s} {row['precision']} batch {row['batch']}: {row['img_per_s']:.2f} img/s, "
             f"{row['gflop_per_img']:.1f} GFLOP/img, {row['gflops']:.0f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% "
             f"of peak, peak RSS {row['peak_rss_mib']:.0f} MiB")
-    if "ab_ratio_default_over_sdpa" in row:
-        text += f"; plain SDPA {row['img_per_s_sdpa']:.2f} img/s, A/B default/SDPA {row['ab_ratio_default_over_sdpa']:.2f}x"
+    text += f"; attention {'+'.join(row['attention_paths'])} (AMX: {'yes' if row['cpu_has_amx'] else 'no'})"
+    if "ab_ratio_default_over_other" in row:
+        other = row["ab_other"]
+        text += f", all-{other} {row['img_per_s_other']:.2f} img/s, A/B default/{other} {row['ab_ratio_default_over_other']:.2f}x"
     if "cuda_max_allocated_mib" in row:
         text += f", CUDA max allocated {row['cuda_max_allocated_mib']:.0f} MiB"
     faults = row["minor_faults_per_step"].get("default", 0)

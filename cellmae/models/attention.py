@@ -1,11 +1,20 @@
 """Softmax attention, and the timm attention modules the models use, routed through it.
 
 On CUDA (and any non-CPU device) :func:`attention` is ``F.scaled_dot_product_attention``. On CPU it
-is the explicit product ``softmax(q k^T / sqrt(d)) v``, computed a few heads at a time so that each
-chunk's score matrix stays in cache: PyTorch's CPU flash-attention kernel reaches a fraction of the
-matmul peak on these ViTs' 32- and 64-wide heads, and one product over all heads at once streams
-its scores through memory (docs/speed.md has the measurements). ``CHUNKED_CPU = False`` restores
-SDPA on CPU (the A/B switch of ``benchmarks/bench_models.py``).
+is either SDPA (PyTorch's flash-attention kernel) or the explicit product ``softmax(q k^T / sqrt(d)) v``
+computed a few heads at a time so that each chunk's score matrix stays in cache, whichever was measured
+faster for the call (docs/speed.md, "Which attention on which CPU"):
+
+* float32 and float64: SDPA;
+* bfloat16 and float16 while autograd records (training): chunked, whose backward beats the flash
+  kernel's on these ViTs' 32- and 64-wide heads, on CPUs with and without AMX;
+* bfloat16 without autograd (inference): SDPA where the CPU has AMX tiles, which the flash kernel's
+  bf16 GEMMs use; chunked where it has not (an AVX512-BF16 CPU without AMX ran it faster chunked).
+
+The rule depends on the call's dtype, whether gradients are recorded and the CPU's instruction set,
+never on timings taken at run time, so a given machine always computes the same numbers.
+``CPU_ATTENTION`` ("auto", "chunked" or "sdpa"; default from the ``CELLMAE_CPU_ATTENTION`` environment
+variable) forces one path, e.g. for the A/B of ``benchmarks/bench_models.py``.
 
 :class:`Attention` and :class:`ParallelScalingBlock` are timm's modules (same parameters, same
 state-dict keys, same arithmetic) whose forward calls :func:`attention`; timm inlines the SDPA call
@@ -14,20 +23,49 @@ in its forwards, so the forwards are restated here. No dropout on attention weig
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import torch.nn.functional as F
 from timm.layers import Attention as _TimmAttention
 from timm.models.vision_transformer import ParallelScalingBlock as _TimmParallelScalingBlock
 
-CHUNKED_CPU = True
+from cellmae.utils.errors import InputError
+
+CPU_PATHS = ("auto", "chunked", "sdpa")
+CPU_ATTENTION = os.environ.get("CELLMAE_CPU_ATTENTION", "auto")
 # Score elements per chunk on CPU: 2^21 bf16 scores are 4 MiB, one 1,537-token head of the inference
 # encoder, or a few dozen 256-token decoder heads.
 CHUNK_SCORES = 2**21
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles that PyTorch's CPU kernels (oneDNN, the flash kernel's brgemm) use."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up defensively
+    return bool(probe and probe())
+
+
+def cpu_path(q: torch.Tensor, recording: bool) -> str:
+    """"chunked" or "sdpa": the CPU attention for queries ``q``, with or without autograd recording."""
+    if CPU_ATTENTION not in CPU_PATHS:
+        raise InputError(f"CELLMAE_CPU_ATTENTION={CPU_ATTENTION!r}: use one of {', '.join(CPU_PATHS)}, or unset it")
+    if CPU_ATTENTION != "auto":
+        return CPU_ATTENTION
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        return "sdpa"
+    if recording or q.dtype != torch.bfloat16:
+        return "chunked"
+    return "sdpa" if cpu_has_amx() else "chunked"
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Softmax attention of (B, H, Nq, d) queries over (B, H, Nk, d) keys and (B, H, Nk, dv) values."""
-    if not (CHUNKED_CPU and q.device.type == "cpu"):
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v)
+    recording = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if cpu_path(q, recording) == "sdpa":
         return F.scaled_dot_product_attention(q, k, v)
     b, h, nq, d = q.shape
     nk, dv = v.shape[-2:]
@@ -40,7 +78,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     step = max(1, CHUNK_SCORES // (nq * nk))  # heads per chunk, across images
     # split, not indexing: the backward of a split is one cat, an index's builds a zero tensor per chunk
     chunks = zip(q.split(step), kt.split(step), v.split(step), strict=True)
-    if torch.is_grad_enabled() and (q.requires_grad or kt.requires_grad or v.requires_grad):
+    if recording:
         out = torch.cat([torch.bmm(torch.bmm(qc, ktc).softmax(dim=-1), vc) for qc, ktc, vc in chunks])
     else:  # inference: each chunk writes its rows of the output in place
         out = q.new_empty(b * h, nq, dv)

@@ -1,7 +1,11 @@
-"""The chunked CPU attention equals softmax attention by its definition, and the models built on it
-compute what timm's modules (SDPA) compute: forward outputs and gradients in fp32."""
+"""The chunked CPU attention equals softmax attention by its definition, the CPU path is chosen by
+the documented rule, and the models built on it compute what timm's modules (SDPA) compute: forward
+outputs and gradients in fp32."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -25,6 +29,7 @@ def _definition(q, k, v):
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])  # the two paths of attention()
 @pytest.mark.parametrize("chunk", [2**21, 40 * 40 * 3, 40 * 40, 1])  # whole batch, 3 heads across images, heads, one head
 def test_chunked_attention_matches_the_definition(monkeypatch, chunk, grad):
+    monkeypatch.setattr(attn_mod, "CPU_ATTENTION", "chunked")
     monkeypatch.setattr(attn_mod, "CHUNK_SCORES", chunk)
     gen = torch.Generator().manual_seed(0)
     # strided (B, H, N, d) views of a (B, N, 3, H, d) projection, as the models hand them over
@@ -37,6 +42,7 @@ def test_chunked_attention_matches_the_definition(monkeypatch, chunk, grad):
 
 @pytest.mark.parametrize("chunk", [30 * 30, 30 * 30 * 2])  # one head per chunk; two, across images
 def test_chunked_attention_gradients_match_sdpa(monkeypatch, chunk):
+    monkeypatch.setattr(attn_mod, "CPU_ATTENTION", "chunked")
     monkeypatch.setattr(attn_mod, "CHUNK_SCORES", chunk)
     gen = torch.Generator().manual_seed(1)
     grads = []
@@ -47,6 +53,55 @@ def test_chunked_attention_gradients_match_sdpa(monkeypatch, chunk):
         grads.append([t.grad for t in (q, k, v)])
     for ours, sdpa in zip(*grads, strict=True):
         torch.testing.assert_close(ours, sdpa, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("amx", [True, False], ids=["amx", "no-amx"])
+def test_the_cpu_path_follows_the_documented_rule(monkeypatch, amx):
+    """fp32: SDPA; bf16/fp16 under autograd: chunked; bf16 inference: SDPA only on a CPU with AMX."""
+    monkeypatch.setattr(attn_mod, "cpu_has_amx", lambda: amx)
+    chosen = {}
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        for grad in (False, True):
+            q = torch.zeros(1, 1, 4, 8, dtype=dtype, requires_grad=grad)
+            with torch.set_grad_enabled(grad):  # what attention() passes on: autograd records for this call
+                chosen[dtype, grad] = attn_mod.cpu_path(q, torch.is_grad_enabled() and q.requires_grad)
+    assert chosen == {
+        (torch.float32, False): "sdpa", (torch.float32, True): "sdpa",
+        (torch.float64, False): "sdpa", (torch.float64, True): "sdpa",
+        (torch.bfloat16, False): "sdpa" if amx else "chunked", (torch.bfloat16, True): "chunked",
+        (torch.float16, False): "chunked", (torch.float16, True): "chunked",
+    }
+    for forced in ("chunked", "sdpa"):
+        monkeypatch.setattr(attn_mod, "CPU_ATTENTION", forced)
+        assert {attn_mod.cpu_path(torch.zeros(1, dtype=d), g) for d, g in chosen} == {forced}
+
+
+def test_the_chosen_path_is_the_one_that_runs(monkeypatch):
+    """attention() calls SDPA exactly when cpu_path says so, and chunks otherwise (bf16 inference, both CPUs)."""
+    calls = []
+    monkeypatch.setattr(attn_mod.F, "scaled_dot_product_attention", lambda q, k, v: calls.append("sdpa") or q.clone())
+    q = torch.randn(2, 3, 10, 8).bfloat16()
+    for amx in (True, False):
+        monkeypatch.setattr(attn_mod, "cpu_has_amx", lambda amx=amx: amx)
+        calls.clear()
+        with torch.inference_mode():
+            out = attention(q, q, q)
+        assert calls == (["sdpa"] if amx else [])
+        if not amx:  # the chunked product, checked against the definition at bf16 precision
+            torch.testing.assert_close(out.double(), _definition(q, q, q), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("value", ["chunked", "bogus"])
+def test_the_environment_variable_sets_the_cpu_path(value):
+    code = ("import torch; from cellmae.models import attention as a; print(a.CPU_ATTENTION); "
+            "a.attention(*[torch.zeros(1, 1, 2, 4)] * 3)")
+    env = {"CELLMAE_CPU_ATTENTION": value, "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if value == "chunked":
+        assert run.returncode == 0 and run.stdout.split() == ["chunked"], run.stderr
+    else:
+        assert run.returncode != 0
+        assert "CELLMAE_CPU_ATTENTION='bogus': use one of auto, chunked, sdpa, or unset it" in run.stderr.splitlines()[-1]
 
 
 def _same_as_timm(ours: torch.nn.Module, timm_module: torch.nn.Module, x: torch.Tensor) -> None:
@@ -86,8 +141,8 @@ def test_camae_loss_and_gradients_do_not_depend_on_the_attention_path(monkeypatc
     x = uint8_images(2, 3)
     monkeypatch.setattr(attn_mod, "CHUNK_SCORES", 64 * 64)  # force several chunks at 64 tokens/channel
     runs = []
-    for chunked in (True, False):
-        monkeypatch.setattr(attn_mod, "CHUNKED_CPU", chunked)
+    for path in ("chunked", "sdpa"):
+        monkeypatch.setattr(attn_mod, "CPU_ATTENTION", path)
         model.zero_grad()
         out = model(x, channels=["DNA", "ER", "RNA"], mask_seed=3)
         out["loss"].backward()
