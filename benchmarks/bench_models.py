@@ -7,7 +7,8 @@ under bf16 one bf16 copy of the model, cast once). FLOPs are counted with FlopCo
 
 The bf16/fp32 matmul peak is measured warm, many times, at 1024^3, 2048^3 and 4096^3, before the
 workloads and again after them, each printed as best and median next to the load average; fractions
-of peak use the best of all of them (the highest rate seen, so the most conservative fraction). Each workload runs in its own subprocess (so its
+of peak use the best of all of them (the highest rate seen, so the most conservative fraction), and
+the best median is printed next to it. Each workload runs in its own subprocess (so its
 peak RSS, ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the child, is that workload's,
 model and optimizer state included; on CUDA also ``torch.cuda.max_memory_allocated``) and prints one
 JSON line. On CPU every workload is an A/B: steps alternate between the default attention
@@ -276,10 +277,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(json.loads(out.strip().splitlines()[-1]))
     peaks.append(_peak_line("after", peak_dtype, device, args))
     best = max(p["best_gflops"] for p in peaks)
-    print(f"peak used for the fractions: {best:.0f} GFLOP/s (the best of every size, before and after)")
+    # On a CPU whose matmul unit is shared with other tenants (AMX on a cloud Xeon) single repetitions
+    # burst to twice the rate the same matmul sustains, so the best median is printed next to the best.
+    sustained = max(m["median"] for p in peaks for m in p["by_size"].values())
+    print(f"peak used for the fractions: {best:.0f} GFLOP/s (the best of every size, before and after); "
+          f"best median {sustained:.0f} GFLOP/s")
     for row in rows:
         row["fraction_of_peak"] = row["gflops"] / best
         row["peak_best_gflops"] = best
+        row["fraction_of_best_median_peak"] = row["gflops"] / sustained
+        row["peak_best_median_gflops"] = sustained
         print(_line(row), flush=True)
         print(json.dumps(row), flush=True)
     return rows
@@ -303,7 +310,7 @@ def _peak_line(when: str, dtype: torch.dtype, device: torch.device, args) -> dic
 def _line(row: dict) -> str:
     text = (f"{row['workload']:5s} {row['precision']} batch {row['batch']}: {row['img_per_s']:.2f} img/s, "
             f"{row['gflop_per_img']:.1f} GFLOP/img, {row['gflops']:.0f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% "
-            f"of peak, peak RSS {row['peak_rss_mib']:.0f} MiB")
+            f"of peak ({100 * row['fraction_of_best_median_peak']:.0f}% of the best median), peak RSS {row['peak_rss_mib']:.0f} MiB")
     text += f"; attention {'+'.join(row['attention_paths'])} (AMX: {'yes' if row['cpu_has_amx'] else 'no'})"
     if "ab_ratio_default_over_other" in row:
         other = row["ab_other"]
