@@ -23,7 +23,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 # (B, H, N, d) per call and whether autograd records: the shapes of camae_vit_small_patch16_256
 INFERENCE = [(16, 6, 1537, 64), (8, 6, 385, 64), (8, 16, 256, 32), (64, 3, 65, 64)]
