@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(json.loads(out.strip().splitlines()[-1]))
     peaks.append(_peak_line("after", peak_dtype, device, args))
     best = max(p["best_gflops"] for p in peaks)
-    # On a CPU whose matmul unit is shared with other tenants (AMX on a cloud Xeon) single repetitions
-    # burst to twice the rate the same matmul sustains, so the best median is printed next to the best.
+    # Where the machine's matmul rate changes from minute to minute (the AMX Xeon of docs/speed.md), the
+    # best repetition can lie far above what the same matmul sustains: the best median is printed too.
     sustained = max(m["median"] for p in peaks for m in p["by_size"].values())
     print(f"peak used for the fractions: {best:.0f} GFLOP/s (the best of every size, before and after); "
           f"best median {sustained:.0f} GFLOP/s")
