@@ -66,7 +66,7 @@ def measure(shape: tuple[int, ...], dtype: torch.dtype, grad: bool, reps: int) -
                 attn.attention(q, k, v)
 
     med = _interleaved({p: _forced(attn, p, call) for p in ("chunked", "sdpa")}, reps)
-    chosen = attn.cpu_path(q, grad)
+    chosen = attn.cpu_path(dtype, grad)
     faster = min(med, key=med.get)
     return {"shape": list(shape), "dtype": str(dtype).removeprefix("torch."), "autograd": grad,
             "chunked_ms": 1e3 * med["chunked"], "sdpa_ms": 1e3 * med["sdpa"],

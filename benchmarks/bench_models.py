@@ -150,8 +150,8 @@ def _paths_chosen(attention, fn) -> set[str]:
     """The CPU attention paths (``chunked`` / ``sdpa``) the default rule takes while ``fn`` runs."""
     real, chosen = attention.cpu_path, set()
 
-    def recording_path(q, recording):
-        path = real(q, recording)
+    def recording_path(dtype, recording):
+        path = real(dtype, recording)
         chosen.add(path)
         return path
 

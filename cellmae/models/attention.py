@@ -47,15 +47,15 @@ def cpu_has_amx() -> bool:
     return bool(probe and probe())
 
 
-def cpu_path(q: torch.Tensor, recording: bool) -> str:
-    """"chunked" or "sdpa": the CPU attention for queries ``q``, with or without autograd recording."""
+def cpu_path(dtype: torch.dtype, recording: bool) -> str:
+    """"chunked" or "sdpa": the CPU attention for a call in ``dtype``, with or without autograd recording."""
     if CPU_ATTENTION not in CPU_PATHS:
         raise InputError(f"CELLMAE_CPU_ATTENTION={CPU_ATTENTION!r}: use one of {', '.join(CPU_PATHS)}, or unset it")
     if CPU_ATTENTION != "auto":
         return CPU_ATTENTION
-    if q.dtype not in (torch.bfloat16, torch.float16):
+    if dtype not in (torch.bfloat16, torch.float16):
         return "sdpa"
-    if recording or q.dtype != torch.bfloat16:
+    if recording or dtype != torch.bfloat16:
         return "chunked"
     return "sdpa" if cpu_has_amx() else "chunked"
 
@@ -65,7 +65,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v)
     recording = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if cpu_path(q, recording) == "sdpa":
+    if cpu_path(q.dtype, recording) == "sdpa":
         return F.scaled_dot_product_attention(q, k, v)
     b, h, nq, d = q.shape
     nk, dv = v.shape[-2:]
