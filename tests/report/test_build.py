@@ -17,6 +17,7 @@ from cellmae.cli import app
 from cellmae.report.build import build_report, report_html
 from cellmae.report.load import ReportInputError, load_run
 from cellmae.report.views import best_group_block, consistency_values, probe_curve, recall_long
+from cellmae.utils.errors import InputError
 from cellmae.utils.manifest import write_manifest
 
 
@@ -171,9 +172,21 @@ def test_cli_writes_report_and_fails_cleanly(fake_run: Path, tmp_path: Path) -> 
     assert not list((tmp_path / "x").glob(".*tmp"))  # atomic write left no temporary behind
 
 
-def test_report_builds_under_pandas_copy_on_write(fake_run: Path) -> None:
+def test_report_builds_under_pandas_copy_on_write(fake_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # pandas 3 makes copy-on-write the default (and importing pycytominer turns it on today): views
     # handed out by to_numpy() are then read-only, so the report must copy what it writes to.
+    # The stamp is pinned: two calls either side of a minute boundary would otherwise differ.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     with pd.option_context("mode.copy_on_write", True):
         html = report_html(fake_run)
     assert html == report_html(fake_run)
+
+
+def test_source_date_epoch_pins_the_stamp_and_a_bad_one_is_named(fake_run: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    html = report_html(fake_run)
+    assert "generated 2023-11-14 22:13 UTC" in html
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(InputError, match=r"^SOURCE_DATE_EPOCH='yesterday': set it to whole seconds"):
+        report_html(fake_run)
