@@ -13,16 +13,20 @@ import typer
 from typer.core import TyperGroup
 
 from cellmae import __version__
-from cellmae.bench.cli import register as register_bench
-from cellmae.data.cli import register as register_data
-from cellmae.data.simulate.cli import register as register_simulate
-from cellmae.demo.cli import register as register_demo
-from cellmae.embed.cli import register as register_embed
-from cellmae.map.cli import register as register_map
-from cellmae.models.cli import register as register_models
-from cellmae.report.cli import register as register_report
-from cellmae.train.cli import register as register_train
-from cellmae.utils.cpu_process import tune_cpu_process
+from cellmae.utils.clock import exit_on_bad_source_date_epoch
+
+exit_on_bad_source_date_epoch()  # before the stages' imports below pull in scipy, which would fail on it
+
+from cellmae.bench.cli import register as register_bench  # noqa: E402
+from cellmae.data.cli import register as register_data  # noqa: E402
+from cellmae.data.simulate.cli import register as register_simulate  # noqa: E402
+from cellmae.demo.cli import register as register_demo  # noqa: E402
+from cellmae.embed.cli import register as register_embed  # noqa: E402
+from cellmae.map.cli import register as register_map  # noqa: E402
+from cellmae.models.cli import register as register_models  # noqa: E402
+from cellmae.report.cli import register as register_report  # noqa: E402
+from cellmae.train.cli import register as register_train  # noqa: E402
+from cellmae.utils.cpu_process import tune_cpu_process  # noqa: E402
 
 _DEBUG_KEY = "cellmae.debug"
 

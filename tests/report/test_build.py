@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -182,11 +185,23 @@ def test_report_builds_under_pandas_copy_on_write(fake_run: Path, monkeypatch: p
     assert html == report_html(fake_run)
 
 
-def test_source_date_epoch_pins_the_stamp_and_a_bad_one_is_named(fake_run: Path,
+def test_source_date_epoch_pins_the_stamp_and_a_bad_one_is_named(fake_run: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     html = report_html(fake_run)
     assert "generated 2023-11-14 22:13 UTC" in html
+    runner = CliRunner()
+    pages = []
+    for name in ("a.html", "b.html"):  # the same run, reported twice: byte-identical pages
+        assert runner.invoke(app, ["report", str(fake_run), "--out", str(tmp_path / name)]).exit_code == 0
+        pages.append((tmp_path / name).read_bytes())
+    assert pages[0] == pages[1] and pages[0].decode() == html
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(InputError, match=r"^SOURCE_DATE_EPOCH='yesterday': set it to whole seconds"):
         report_html(fake_run)
+    # numpy.f2py (imported by scipy) reads the variable at import: the command must refuse it first.
+    proc = subprocess.run([sys.executable, "-m", "cellmae.cli", "report", str(fake_run)],
+                          capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "yesterday"})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: SOURCE_DATE_EPOCH='yesterday': set it to whole seconds since 1970-01-01 UTC, "
+                           "or unset it\n")
