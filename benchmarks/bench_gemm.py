@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+from bench_models import gemm_rate  # the same timer as the peak lines of bench_models.py
 
 # name, (M, K, N), first operand transposed, second operand transposed: C[M, N] = A[M, K] @ B[K, N]
 SHAPES = [
@@ -40,22 +41,16 @@ def operand(rows: int, cols: int, transposed: bool, gen: torch.Generator) -> tor
     return torch.randn(rows, cols, generator=gen).bfloat16()
 
 
-def _seconds(fn, reps: int, warmup: int = 3) -> list[float]:
+def _copy_ms(g: torch.Tensor, reps: int, warmup: int = 3) -> float:
+    """Median milliseconds of making the transposed view ``g`` contiguous."""
     for _ in range(warmup):
-        fn()
+        g.contiguous()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        fn()
+        g.contiguous()
         times.append(time.perf_counter() - t)
-    return times
-
-
-def rate(a: torch.Tensor, b: torch.Tensor, reps: int) -> tuple[float, float]:
-    """(best, median) GFLOP/s of ``a @ b``."""
-    times = _seconds(lambda: torch.mm(a, b), reps)
-    flop = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9
-    return flop / min(times), flop / statistics.median(times)
+    return 1e3 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -75,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for r in range(args.rounds):
         for name, a, b in operands:
-            best, median = rate(a, b, args.reps)
+            best, median = gemm_rate(a, b, reps=args.reps)
             row = {"round": r, "gemm": name, "m_k_n": [a.shape[0], a.shape[1], b.shape[1]],
                    "best_gflops": best, "median_gflops": median, "threads": torch.get_num_threads(),
                    "load_average": os.getloadavg()}
@@ -83,12 +78,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"round {r} {name:52s} best {best:6.0f} median {median:6.0f} GFLOP/s", flush=True)
             print(json.dumps(row), flush=True)
         # what a contiguous copy of the transposed gradient would cost before a weight-gradient GEMM
-        g = operands[3][1]
-        sec = statistics.median(_seconds(lambda g=g: g.contiguous(), args.reps))
-        row = {"round": r, "copy": "transposed 2048x2048 bf16 made contiguous", "ms": 1e3 * sec,
+        ms = _copy_ms(operands[3][1], args.reps)
+        row = {"round": r, "copy": "transposed 2048x2048 bf16 made contiguous", "ms": ms,
                "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
         rows.append(row)
-        print(f"round {r} {'transposing copy of the fc1 gradient (2048x2048)':52s} {1e3 * sec:.2f} ms", flush=True)
+        print(f"round {r} {'transposing copy of the fc1 gradient (2048x2048)':52s} {ms:.2f} ms", flush=True)
         print(json.dumps(row), flush=True)
     return rows
 

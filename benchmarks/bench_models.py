@@ -49,23 +49,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def gemm_rate(a: torch.Tensor, b: torch.Tensor, warmup: int = 3, reps: int = 20) -> tuple[float, float]:
+    """(best, median) GFLOP/s of a warm ``a @ b`` over ``reps`` repetitions (also bench_gemm.py's timer)."""
+    out = torch.empty(a.shape[0], b.shape[1], device=a.device, dtype=a.dtype)
+    for _ in range(warmup):
+        torch.mm(a, b, out=out)
+    times = []
+    for _ in range(reps):
+        sync(a.device)
+        t = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(a.device)
+        times.append(time.perf_counter() - t)
+    flop = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9
+    return flop / min(times), flop / statistics.median(times)
+
+
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, warmup: int = 3,
                 reps: int = 20) -> tuple[float, float]:
     """(best, median) GFLOP/s of a warm n^3 matmul in ``dtype`` over ``reps`` repetitions."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    out = torch.empty(n, n, device=device, dtype=dtype)
-    for _ in range(warmup):
-        torch.mm(a, b, out=out)
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t = time.perf_counter()
-        torch.mm(a, b, out=out)
-        sync(device)
-        times.append(time.perf_counter() - t)
-    flop = 2 * n**3 / 1e9
-    return flop / min(times), flop / statistics.median(times)
+    return gemm_rate(a, b, warmup, reps)
 
 
 def _cpu_flash_fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
